@@ -1,0 +1,1 @@
+"""Merchant-side NICEPAY V1 convenience-store payments service."""

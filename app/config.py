@@ -1,0 +1,126 @@
+"""Settings, from the environment and a `.env` file (names as in API.md)."""
+
+from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.nicepay.codes import Store
+
+# Published by NICEPAY in every sample and SDK; sandbox only (REFERENCE.md §0).
+SANDBOX_IMID = "IONPAYTEST"
+SANDBOX_MERCHANT_KEY = (
+    "33F49GnCMS1mFYlGXisbUDzVf2ATWCl9k3R++d5hDd3Frmuos/XLx8XhXpe+LDYAbpGKZYSwtlyyLOtS/8aD7A=="
+)
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-storefront-key")
+
+Network = IPv4Network | IPv6Network
+NetworkList = Annotated[list[Network], NoDecode]
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./nicepay_cvs.db"
+    database_pool_size: int = 10
+
+    nicepay_base_url: str = "https://dev.nicepay.co.id"
+    nicepay_imid: str = SANDBOX_IMID
+    nicepay_merchant_key: SecretStr = SecretStr(SANDBOX_MERCHANT_KEY)
+    nicepay_previous_merchant_key: SecretStr = SecretStr("")
+    nicepay_connect_timeout_seconds: float = 5.0
+    nicepay_read_timeout_seconds: float = 15.0
+    nicepay_allowed_ips: NetworkList = Field(
+        default_factory=lambda: [ip_network("103.20.51.0/24"), ip_network("103.117.8.0/24")]
+    )
+    trusted_proxies: NetworkList = Field(default_factory=list)
+    nicepay_verify_with_inquiry: bool = True
+    notification_max_body_bytes: int = 16_384
+
+    public_base_url: str = "http://localhost:8000"
+    storefront_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    cvs_default_expiry_minutes: int = Field(default=1440, gt=0)
+    cvs_enabled_stores: Annotated[list[Store], NoDecode] = Field(default_factory=lambda: list(Store))
+
+    merchant_webhook_url: str = ""
+    merchant_webhook_secret: SecretStr = SecretStr("")
+    webhook_max_attempts: int = Field(default=12, gt=0)
+    webhook_backoff_base_seconds: float = 5.0
+    webhook_backoff_cap_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+
+    reconcile_interval_seconds: float = Field(default=300, ge=0)
+    reconcile_batch_size: int = 100
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("nicepay_allowed_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        value = _split(value)
+        if isinstance(value, list):
+            return [ip_network(str(v), strict=False) for v in value]
+        return value
+
+    @field_validator("storefront_api_keys", "cvs_enabled_stores", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> "Settings":
+        if self.app_env != "production":
+            return self
+        problems = []
+        key = self.nicepay_merchant_key.get_secret_value()
+        if self.nicepay_imid == SANDBOX_IMID or key == SANDBOX_MERCHANT_KEY:
+            problems.append("NICEPAY_IMID/NICEPAY_MERCHANT_KEY are NICEPAY's public sandbox credentials")
+        if not key or _is_placeholder(key):
+            problems.append("NICEPAY_MERCHANT_KEY is empty or a placeholder")
+        if not self.storefront_api_keys:
+            problems.append("STOREFRONT_API_KEYS is empty: the storefront API would refuse every call")
+        if any(_is_placeholder(k.get_secret_value()) for k in self.storefront_api_keys):
+            problems.append("STOREFRONT_API_KEYS holds a placeholder key")
+        secret = self.merchant_webhook_secret.get_secret_value()
+        if self.merchant_webhook_url and (not secret or _is_placeholder(secret)):
+            problems.append("MERCHANT_WEBHOOK_SECRET is empty or a placeholder")
+        if "dev.nicepay.co.id" in self.nicepay_base_url:
+            problems.append("NICEPAY_BASE_URL points at NICEPAY's development host")
+        if problems:
+            raise ValueError("APP_ENV=production refuses to start: " + "; ".join(problems))
+        return self
+
+    @property
+    def db_process_url(self) -> str:
+        return self.public_base_url.rstrip("/") + "/api/v1/nicepay/notifications"
+
+    @property
+    def merchant_keys(self) -> list[str]:
+        """The keys a notification token may be made with: current first, then previous."""
+        keys = [self.nicepay_merchant_key.get_secret_value()]
+        previous = self.nicepay_previous_merchant_key.get_secret_value()
+        return keys + [previous] if previous else keys
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _is_placeholder(value: str) -> bool:
+    return any(marker in value.lower() for marker in PLACEHOLDER_MARKERS)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,163 @@
+"""Every table: payments and their history, the notification ledger, the webhook outbox."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+from app.nicepay.wib import now_utc
+
+Moment = UTCDateTime()
+
+
+class PaymentStatus(StrEnum):
+    REGISTERING = "registering"  # written before NICEPAY is called; outcome not yet known
+    PENDING = "pending"
+    PAID = "paid"
+    REVERSED = "reversed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class EventSource(StrEnum):
+    API = "api"
+    NOTIFICATION = "notification"
+    INQUIRY = "inquiry"
+    RECONCILE = "reconcile"
+    OPERATOR = "operator"
+
+
+class Outcome(StrEnum):
+    """What became of a notification (the ledger's verdict)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    REJECTED = "rejected"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference_no: Mapped[str] = mapped_column(String(40), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    txid: Mapped[str | None] = mapped_column(String(30), unique=True)
+    store: Mapped[str] = mapped_column(String(16))
+    mitra_cd: Mapped[str] = mapped_column(String(4))
+    pay_no: Mapped[str | None] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="IDR")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    expires_at: Mapped[datetime] = mapped_column(Moment)
+    paid_at: Mapped[datetime | None] = mapped_column(Moment)
+    paid_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    nicepay_result_cd: Mapped[str | None] = mapped_column(String(8))
+    nicepay_result_msg: Mapped[str | None] = mapped_column(String(255))
+    registration_attempted_at: Mapped[datetime | None] = mapped_column(Moment)
+    next_check_at: Mapped[datetime | None] = mapped_column(Moment, index=True)
+    created_at: Mapped[datetime] = mapped_column(Moment, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(Moment, default=now_utc)
+
+
+class PaymentEvent(Base):
+    """A payment's history: one row per state change (plus quarantines), oldest first."""
+
+    __tablename__ = "payment_events"
+    __table_args__ = (
+        # A transition happens once per payment, whatever races: the database says so too.
+        Index(
+            "uq_payment_events_payment_id_type",
+            "payment_id",
+            "type",
+            unique=True,
+            postgresql_where=text("type <> 'quarantined'"),
+            sqlite_where=text("type <> 'quarantined'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    type: Mapped[str] = mapped_column(String(24))
+    source: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(Moment)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notification_id: Mapped[int | None] = mapped_column(Integer)  # the ledger row behind it
+
+
+class Notification(Base):
+    """The ledger: every request that reached the dbProcessUrl, append-only, with its verdict."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(Moment)
+    peer_ip: Mapped[str | None] = mapped_column(String(64))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    txid: Mapped[str | None] = mapped_column(String(64), index=True)
+    reference_no: Mapped[str | None] = mapped_column(String(64))
+    amt: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(8))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)  # the merchantToken is never among them
+    token_sha256: Mapped[str | None] = mapped_column(String(64))  # a digest of it, for replay
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(24), index=True)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    http_status: Mapped[int] = mapped_column(Integer)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(Moment)
+    replay_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+
+
+class WebhookStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    GIVEN_UP = "given_up"
+
+
+class WebhookEvent(Base):
+    """The outbox: written in the same transaction as the change it announces."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)  # exact bytes sent, so a re-send is identical
+    status: Mapped[str] = mapped_column(String(16), default=WebhookStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Moment)
+    lease_until: Mapped[datetime | None] = mapped_column(Moment)
+    delivered_at: Mapped[datetime | None] = mapped_column(Moment)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Moment)
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    at: Mapped[datetime] = mapped_column(Moment)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(255))

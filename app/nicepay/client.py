@@ -1,0 +1,132 @@
+"""One async client for NICEPAY V1's CVS endpoints: form-urlencoded in, JSON (loosely) out."""
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from app.nicepay import tokens
+from app.nicepay.codes import PAY_METHOD_CVS, RESULT_OK
+from app.nicepay.schemas import (
+    CancelRequest,
+    CancelResponse,
+    InquiryRequest,
+    InquiryResponse,
+    RegistrationRequest,
+    RegistrationResponse,
+)
+
+log = logging.getLogger(__name__)
+
+REGISTER_PATH = "/nicepay/api/onePass.do"
+INQUIRY_PATH = "/nicepay/api/onePassStatus.do"
+CANCEL_PATH = "/nicepay/api/onePassAllCancel.do"
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class NicepayError(Exception):
+    """NICEPAY answered, with a resultCd other than 0000."""
+
+    def __init__(self, result_cd: str, result_msg: str) -> None:
+        super().__init__(f"NICEPAY {result_cd}: {result_msg}")
+        self.result_cd = result_cd
+        self.result_msg = result_msg
+
+
+class NicepayUnavailable(Exception):
+    """NICEPAY did not answer usefully: timeout, connection error, 5xx or garbage."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timed_out = timed_out
+
+
+def parse_body(text: str) -> dict[str, Any]:
+    """NICEPAY's JSON, tolerating anything before the first `{` (a length prefix, REFERENCE §5.3)."""
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the answer")
+    value = json.loads(text[start:])
+    if not isinstance(value, dict):
+        raise ValueError("the answer is not a JSON object")
+    return value
+
+
+# A hook the service uses to time calls and count result codes (metrics), kept out of here.
+CallObserver = Callable[[str, float, str], None]
+
+
+class NicepayClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        imid: str,
+        merchant_key: str,
+        observe: CallObserver | None = None,
+    ) -> None:
+        self._http = http
+        self.imid = imid
+        self._key = merchant_key
+        self._observe = observe
+
+    async def register(self, request: RegistrationRequest) -> RegistrationResponse:
+        return await self._call(REGISTER_PATH, request, RegistrationResponse)
+
+    def registration_token(self, reference_no: str, amt: int) -> str:
+        return tokens.reference_token(self.imid, reference_no, amt, self._key)
+
+    async def inquire(self, txid: str, reference_no: str, amt: int) -> InquiryResponse:
+        request = InquiryRequest(
+            iMid=self.imid,
+            tXid=txid,
+            referenceNo=reference_no,
+            amt=str(amt),
+            merchantToken=tokens.reference_token(self.imid, reference_no, amt, self._key),
+        )
+        return await self._call(INQUIRY_PATH, request, InquiryResponse)
+
+    async def cancel(self, txid: str, reference_no: str, amt: int, reason: str) -> CancelResponse:
+        request = CancelRequest(
+            iMid=self.imid,
+            tXid=txid,
+            payMethod=PAY_METHOD_CVS,
+            amt=str(amt),
+            referenceNo=reference_no,
+            cancelMsg=reason,
+            merchantToken=tokens.txid_token(self.imid, txid, amt, self._key),
+        )
+        return await self._call(CANCEL_PATH, request, CancelResponse)
+
+    async def _call(self, path: str, request: BaseModel, model: type[R]) -> R:
+        form = request.form() if hasattr(request, "form") else {}
+        started = time.perf_counter()
+        result_cd = "unavailable"
+        try:
+            try:
+                response = await self._http.post(path, data=form)
+            except httpx.TimeoutException as exc:
+                raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
+            except httpx.HTTPError as exc:
+                raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
+            if response.status_code >= 500:
+                raise NicepayUnavailable(f"HTTP {response.status_code}")
+            try:
+                body = parse_body(response.text)
+                parsed = model.model_validate(body)
+            except (ValueError, ValidationError) as exc:
+                log.warning("unparseable NICEPAY answer from %s (HTTP %s)", path, response.status_code)
+                raise NicepayUnavailable(f"unparseable answer (HTTP {response.status_code})") from exc
+            result_cd = str(body.get("resultCd") or "missing")
+            if result_cd != RESULT_OK:
+                raise NicepayError(result_cd, str(body.get("resultMsg") or ""))
+            return parsed
+        finally:
+            if self._observe is not None:
+                self._observe(path.rsplit("/", 1)[-1], time.perf_counter() - started, result_cd)
