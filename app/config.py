@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://localhost:8000"
     storefront_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     cvs_default_expiry_minutes: int = Field(default=1440, gt=0)
-    cvs_enabled_stores: Annotated[list[Store], NoDecode] = Field(default_factory=lambda: list(Store))
+    cvs_enabled_stores: Annotated[list[Store], NoDecode] = Field(
+        default_factory=lambda: list(Store)
+    )
 
     merchant_webhook_url: str = ""
     merchant_webhook_secret: SecretStr = SecretStr("")
@@ -85,11 +87,15 @@ class Settings(BaseSettings):
         problems = []
         key = self.nicepay_merchant_key.get_secret_value()
         if self.nicepay_imid == SANDBOX_IMID or key == SANDBOX_MERCHANT_KEY:
-            problems.append("NICEPAY_IMID/NICEPAY_MERCHANT_KEY are NICEPAY's public sandbox credentials")
+            problems.append(
+                "NICEPAY_IMID/NICEPAY_MERCHANT_KEY are NICEPAY's public sandbox credentials"
+            )
         if not key or _is_placeholder(key):
             problems.append("NICEPAY_MERCHANT_KEY is empty or a placeholder")
         if not self.storefront_api_keys:
-            problems.append("STOREFRONT_API_KEYS is empty: the storefront API would refuse every call")
+            problems.append(
+                "STOREFRONT_API_KEYS is empty: the storefront API would refuse every call"
+            )
         if any(_is_placeholder(k.get_secret_value()) for k in self.storefront_api_keys):
             problems.append("STOREFRONT_API_KEYS holds a placeholder key")
         secret = self.merchant_webhook_secret.get_secret_value()

@@ -112,7 +112,9 @@ class NicepayClient:
             try:
                 response = await self._http.post(path, data=form)
             except httpx.TimeoutException as exc:
-                raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
+                raise NicepayUnavailable(
+                    f"timed out ({type(exc).__name__})", timed_out=True
+                ) from exc
             except httpx.HTTPError as exc:
                 raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
             if response.status_code >= 500:
@@ -121,8 +123,12 @@ class NicepayClient:
                 body = parse_body(response.text)
                 parsed = model.model_validate(body)
             except (ValueError, ValidationError) as exc:
-                log.warning("unparseable NICEPAY answer from %s (HTTP %s)", path, response.status_code)
-                raise NicepayUnavailable(f"unparseable answer (HTTP {response.status_code})") from exc
+                log.warning(
+                    "unparseable NICEPAY answer from %s (HTTP %s)", path, response.status_code
+                )
+                raise NicepayUnavailable(
+                    f"unparseable answer (HTTP {response.status_code})"
+                ) from exc
             result_cd = str(body.get("resultCd") or "missing")
             if result_cd != RESULT_OK:
                 raise NicepayError(result_cd, str(body.get("resultMsg") or ""))

@@ -1,0 +1,68 @@
+"""create_app(): the FastAPI application, its lifespan and its background loops."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+from fastapi import FastAPI
+
+from app.config import Settings, get_settings
+from app.errors import install_error_handler
+from app.health import head_revision
+from app.health import router as health_router
+from app.logs import RequestContext, configure_logging
+from app.notifications.router import router as notifications_router
+from app.payments.router import router as payments_router
+from app.runtime import Runtime, open_runtime
+
+BackgroundLoop = Callable[[Runtime], Awaitable[None]]
+
+
+def background_loops(settings: Settings) -> list[BackgroundLoop]:
+    """The loops the service runs beside the API (reconciler, webhook dispatcher)."""
+    loops: list[BackgroundLoop] = []
+    return loops
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    nicepay_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+    run_background: bool = True,
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(
+            settings, nicepay_transport=nicepay_transport, webhook_transport=webhook_transport
+        ) as runtime:
+            runtime.migration_head = head_revision()
+            app.state.runtime = runtime
+            loops = background_loops(settings) if run_background else []
+            tasks = [asyncio.create_task(loop(runtime)) for loop in loops]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    docs = settings.app_env != "production"
+    app = FastAPI(
+        title="NICEPAY CVS payments",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    install_error_handler(app)
+    app.include_router(payments_router)
+    app.include_router(notifications_router)
+    app.include_router(health_router)
+    app.add_middleware(RequestContext)
+    return app

@@ -1,0 +1,30 @@
+"""Prometheus metrics: one place for every counter and histogram the service exports."""
+
+from prometheus_client import Counter, Histogram
+
+NOTIFICATIONS = Counter(
+    "nicepay_notifications_total", "Notifications received, by outcome", ["outcome"]
+)
+NOTIFICATION_CHECK_FAILURES = Counter(
+    "nicepay_notification_check_failures_total", "Failed notification checks, by check", ["check"]
+)
+REGISTRATIONS = Counter("cvs_registrations_total", "Registration attempts, by result", ["result"])
+NICEPAY_CALLS = Counter(
+    "nicepay_calls_total", "Calls to NICEPAY, by endpoint and resultCd", ["endpoint", "result_cd"]
+)
+NICEPAY_LATENCY = Histogram(
+    "nicepay_call_seconds",
+    "NICEPAY call latency",
+    ["endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILE = Counter("reconcile_payments_total", "Reconciled payments, by outcome", ["outcome"])
+TRANSITIONS = Counter("payment_transitions_total", "Payment state changes, by new status", ["to"])
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries_total", "Outbound webhook attempts, by result", ["result"]
+)
+
+
+def observe_nicepay_call(endpoint: str, seconds: float, result_cd: str) -> None:
+    NICEPAY_CALLS.labels(endpoint, result_cd).inc()
+    NICEPAY_LATENCY.labels(endpoint).observe(seconds)

@@ -1,0 +1,1 @@
+"""The dbProcessUrl: client-IP resolution, verification, the ledger, exactly-once apply."""

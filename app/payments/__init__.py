@@ -1,0 +1,1 @@
+"""The storefront API and the payment state machine every path shares."""

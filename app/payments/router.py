@@ -1,0 +1,53 @@
+"""Storefront API: register, read and cancel CVS payment codes."""
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response, status
+
+from app.deps import RuntimeDep, require_storefront_key
+from app.models import EventSource
+from app.payments import service
+from app.payments.schemas import PaymentCreate, PaymentRead
+
+router = APIRouter(
+    prefix="/api/v1/cvs/payments",
+    tags=["storefront"],
+    dependencies=[Depends(require_storefront_key)],
+)
+
+_ERROR = {"content": {"application/json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer key", **_ERROR},
+    404: {"description": "Unknown reference_no", **_ERROR},
+    409: {"description": "reference_no reused with another body, or wrong status", **_ERROR},
+    502: {"description": "NICEPAY answered with an error (`nicepay_code`)", **_ERROR},
+    504: {"description": "NICEPAY did not answer in time", **_ERROR},
+}
+
+
+@router.post(
+    "",
+    name="register_payment",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentRead,
+    responses={200: {"description": "Idempotent replay", "model": PaymentRead}, **ERRORS},
+)
+async def register_payment(
+    body: PaymentCreate, runtime: RuntimeDep, response: Response
+) -> PaymentRead:
+    resource, created = await service.register(runtime, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return resource
+
+
+@router.get("/{reference_no}", name="get_payment", response_model=PaymentRead, responses=ERRORS)
+async def get_payment(reference_no: str, runtime: RuntimeDep) -> PaymentRead:
+    return await service.get_payment(runtime, reference_no)
+
+
+@router.post(
+    "/{reference_no}/cancel", name="cancel_payment", response_model=PaymentRead, responses=ERRORS
+)
+async def cancel_payment(reference_no: str, runtime: RuntimeDep) -> PaymentRead:
+    return await service.cancel(runtime, reference_no, EventSource.API)

@@ -1,0 +1,1 @@
+"""Outbound payment events to the storefront: the outbox and its dispatcher."""
