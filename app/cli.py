@@ -30,9 +30,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     config = alembic_config()
     config.attributes["database_url"] = settings.database_url
-    if args.revision.startswith("-"):
-        command.downgrade(config, args.revision)
-    elif args.downgrade:
+    if args.revision.startswith("-") or args.downgrade:
         command.downgrade(config, args.revision)
     else:
         command.upgrade(config, args.revision)

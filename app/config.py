@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         """The keys a notification token may be made with: current first, then previous."""
         keys = [self.nicepay_merchant_key.get_secret_value()]
         previous = self.nicepay_previous_merchant_key.get_secret_value()
-        return keys + [previous] if previous else keys
+        return [*keys, previous] if previous else keys
 
     @property
     def is_sqlite(self) -> bool:

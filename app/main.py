@@ -2,7 +2,8 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ from app.notifications.router import router as notifications_router
 from app.payments.router import router as payments_router
 from app.runtime import Runtime, open_runtime
 
-BackgroundLoop = Callable[[Runtime], Awaitable[None]]
+BackgroundLoop = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 def background_loops(settings: Settings) -> list[BackgroundLoop]:

@@ -92,7 +92,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "log_format": "text",
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @dataclass

@@ -15,7 +15,7 @@ router = APIRouter(
     dependencies=[Depends(require_storefront_key)],
 )
 
-_ERROR = {"content": {"application/json": {}}}
+_ERROR: dict[str, Any] = {"content": {"application/json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong bearer key", **_ERROR},
     404: {"description": "Unknown reference_no", **_ERROR},

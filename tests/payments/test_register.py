@@ -1,8 +1,7 @@
 """POST/GET /api/v1/cvs/payments against the simulator, on SQLite and PostgreSQL."""
 
-import pytest
 
-from tests.conftest import Stack, payment_body
+from tests.conftest import Stack
 
 
 async def test_register_returns_pending_code(stack: Stack) -> None:
