@@ -1,5 +1,6 @@
 """One async client for NICEPAY V1's CVS endpoints: form-urlencoded in, JSON (loosely) out."""
 
+import asyncio
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from app.nicepay.schemas import (
     InquiryResponse,
     RegistrationRequest,
     RegistrationResponse,
+    WireModel,
 )
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,11 @@ class NicepayClient:
         imid: str,
         merchant_key: str,
         observe: CallObserver | None = None,
+        deadline_seconds: float = 30.0,
     ) -> None:
         self._http = http
+        # httpx times each read; this bounds the whole call (a trickling answer included).
+        self._deadline = deadline_seconds
         self.imid = imid
         self._key = merchant_key
         self._observe = observe
@@ -104,14 +109,15 @@ class NicepayClient:
         )
         return await self._call(CANCEL_PATH, request, CancelResponse)
 
-    async def _call(self, path: str, request: BaseModel, model: type[R]) -> R:
-        form = request.form() if hasattr(request, "form") else {}
+    async def _call(self, path: str, request: WireModel, model: type[R]) -> R:
+        form = request.form()
         started = time.perf_counter()
         result_cd = "unavailable"
         try:
             try:
-                response = await self._http.post(path, data=form)
-            except httpx.TimeoutException as exc:
+                async with asyncio.timeout(self._deadline):
+                    response = await self._http.post(path, data=form)
+            except (httpx.TimeoutException, TimeoutError) as exc:
                 raise NicepayUnavailable(
                     f"timed out ({type(exc).__name__})", timed_out=True
                 ) from exc

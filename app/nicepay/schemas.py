@@ -3,7 +3,7 @@
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Wire(BaseModel):
+class WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
     def form(self) -> dict[str, str]:
@@ -11,7 +11,7 @@ class _Wire(BaseModel):
         return {k: str(v) for k, v in self.model_dump(exclude_none=True).items()}
 
 
-class RegistrationRequest(_Wire):
+class RegistrationRequest(WireModel):
     """onePass.do (REFERENCE.md §1.2)."""
 
     iMid: str
@@ -52,7 +52,7 @@ class RegistrationRequest(_Wire):
     payValidTm: str | None = None
 
 
-class _Result(_Wire):
+class _Result(WireModel):
     resultCd: str | None = None
     resultMsg: str | None = None
 
@@ -78,7 +78,7 @@ class RegistrationResponse(_Result):
         return self.amount if self.amount is not None else self.amt
 
 
-class InquiryRequest(_Wire):
+class InquiryRequest(WireModel):
     """onePassStatus.do (REFERENCE.md §2.1)."""
 
     iMid: str
@@ -106,7 +106,7 @@ class InquiryResponse(_Result):
     transTm: str | None = None
 
 
-class CancelRequest(_Wire):
+class CancelRequest(WireModel):
     """onePassAllCancel.do (REFERENCE.md §3)."""
 
     iMid: str
@@ -129,7 +129,7 @@ class CancelResponse(_Result):
     transTm: str | None = None
 
 
-class Notification(_Wire):
+class Notification(WireModel):
     """A dbProcessUrl push (REFERENCE.md §4.2). Only the fields the checks need are named."""
 
     tXid: str

@@ -3,6 +3,7 @@
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from app.deps import RuntimeDep, require_storefront_key
 from app.models import EventSource
@@ -35,6 +36,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def register_payment(
     body: PaymentCreate, runtime: RuntimeDep, response: Response
 ) -> PaymentRead:
+    enabled = runtime.settings.cvs_enabled_stores
+    if body.store not in enabled:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "enum",
+                    "loc": ("body", "store"),
+                    "msg": f"store not enabled here; enabled: {', '.join(enabled)}",
+                    "input": body.store.value,
+                }
+            ]
+        )
     resource, created = await service.register(runtime, body)
     if not created:
         response.status_code = status.HTTP_200_OK
