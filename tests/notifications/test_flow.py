@@ -30,7 +30,11 @@ async def test_concurrent_copies_apply_once(stack: Stack) -> None:
     async with stack.runtime.sessions() as session:
         rows = await session.scalar(select(func.count()).select_from(Notification))
         outcomes = dict(
-            (await session.execute(select(Notification.outcome, func.count()).group_by(Notification.outcome))).all()
+            (
+                await session.execute(
+                    select(Notification.outcome, func.count()).group_by(Notification.outcome)
+                )
+            ).all()
         )
         paid_events = await session.scalar(
             select(func.count()).select_from(PaymentEvent).where(PaymentEvent.type == "paid")
