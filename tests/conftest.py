@@ -26,7 +26,9 @@ from app.main import create_app
 from app.runtime import Runtime
 from simulator.app import SimulatorState, create_simulator
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 STOREFRONT_KEY = "test-storefront-key"
 NICEPAY_IP = "103.20.51.10"  # inside NICEPAY's allowlist
 TABLES = ("webhook_attempts", "webhook_events", "payment_events", "notifications", "payments")
@@ -55,7 +57,9 @@ async def postgres_database() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
     """A migrated database, one per backend per test session."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
@@ -131,7 +135,11 @@ def payment_body(**overrides: Any) -> dict[str, Any]:
         "amount": 10000,
         "store": "alfamart",
         "goods_name": "Kopi Susu 1L",
-        "customer": {"name": "Budi Santoso", "phone": "081234567890", "email": "budi@example.co.id"},
+        "customer": {
+            "name": "Budi Santoso",
+            "phone": "081234567890",
+            "email": "budi@example.co.id",
+        },
         "customer_ip": "203.0.113.7",
     }
     body.update(overrides)

@@ -15,7 +15,27 @@ FORM = "application/x-www-form-urlencoded"
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 _FIELDS = {
     name: {"type": "string"}
-    for name in ["tXid", "referenceNo", "amt", "merchantToken", "status", "payMethod", "currency", "matchCl", "mitraCd", "payNo", "payValidDt", "payValidTm", "transDt", "transTm", "depositDt", "depositTm", "goodsNm", "billingNm", "iMid"]
+    for name in [
+        "tXid",
+        "referenceNo",
+        "amt",
+        "merchantToken",
+        "status",
+        "payMethod",
+        "currency",
+        "matchCl",
+        "mitraCd",
+        "payNo",
+        "payValidDt",
+        "payValidTm",
+        "transDt",
+        "transTm",
+        "depositDt",
+        "depositTm",
+        "goodsNm",
+        "billingNm",
+        "iMid",
+    ]
 }
 
 
