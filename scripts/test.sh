@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, and every test on SQLite and PostgreSQL.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/notifications -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+
+# PostgreSQL on 127.0.0.1:5432 (trust auth) for the database tests; start it if it is down.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+  fi
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+
+echo "== ruff";  .venv/bin/ruff check .
+echo "== mypy";  .venv/bin/mypy
+echo "== pytest"; .venv/bin/pytest "$@"
