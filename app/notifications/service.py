@@ -109,7 +109,7 @@ async def receive(runtime: Runtime, inbound: Inbound) -> Reply:
     """Every push ends here and leaves one ledger row, or gets 503 with nothing acknowledged."""
     try:
         reply = await _receive(runtime, inbound)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OSError, TimeoutError):
         log.exception(
             "database unavailable: notification NOT recorded, answering 503",
             extra={"txid": inbound.fields.get("tXid"), "client_ip": str(inbound.client_ip)},
@@ -149,44 +149,55 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
         return await _reject(runtime, verdict, 403, "merchantToken invalid")
     verdict.checks["token"] = "pass"
 
-    async with runtime.sessions() as session:
-        payment = await session.scalar(select(Payment).where(Payment.txid == f["tXid"]))
-        await session.commit()
-    verdict.payment = payment
-    problem = _static_checks(verdict)
-    if problem:
-        return await _quarantine(runtime, verdict, problem)
-
-    assert payment is not None
     deposit = f["status"] == str(NotificationStatus.DEPOSIT.value)
     target = S.PAID if deposit else S.REVERSED
-    if payment.status == target:
-        return await _settle(runtime, verdict, target, confirmed=None)
-    late = deposit and payment.status == S.EXPIRED
-    must_confirm = settings.nicepay_verify_with_inquiry or late
-    if must_confirm and payment.status in TRANSITIONS[target]:
-        try:
-            inquiry = await runtime.nicepay.inquire(
-                payment.txid or "", payment.reference_no, payment.amount
-            )
-        except NicepayUnavailable as exc:
-            verdict.checks["inquiry"] = "unreachable"
-            return await _record(
-                runtime,
-                verdict,
-                Outcome.AWAITING_CONFIRMATION,
-                200,
-                f"status inquiry unreachable ({exc.reason}); the reconciler will confirm",
-            )
-        except NicepayError as exc:
-            verdict.fail("inquiry")
-            return await _quarantine(runtime, verdict, f"status inquiry refused: {exc.result_cd}")
-        agrees, why = inquiry_agrees(deposit, payment.amount, inquiry.status, inquiry.amt)
-        if not agrees:
-            verdict.fail("inquiry")
-            return await _quarantine(runtime, verdict, why)
-        verdict.checks["inquiry"] = "pass"
-    return await _settle(runtime, verdict, target, confirmed=must_confirm, late=late)
+    async with runtime.sessions() as session:
+        verdict.payment = await session.scalar(select(Payment).where(Payment.txid == f["tXid"]))
+        problem = _static_checks(verdict)
+        if problem:
+            row = await _quarantine_row(session, verdict, problem)
+            await session.commit()
+            return _replied(row)
+        payment = verdict.payment
+        assert payment is not None
+        late = deposit and payment.status == S.EXPIRED
+        confirm = settings.nicepay_verify_with_inquiry or late
+        if not (confirm and payment.status in TRANSITIONS[target]):
+            # Nothing to ask NICEPAY (a duplicate, a misfit, or inquiry off): one transaction.
+            row = await _apply(session, verdict, target, late=False)
+            await session.commit()
+            return _replied(row)
+        await session.commit()  # no transaction stays open across the inquiry
+
+    try:
+        inquiry = await runtime.nicepay.inquire(
+            payment.txid or "", payment.reference_no, payment.amount
+        )
+    except NicepayUnavailable as exc:
+        verdict.checks["inquiry"] = "unreachable"
+        return await _record(
+            runtime,
+            verdict,
+            Outcome.AWAITING_CONFIRMATION,
+            200,
+            f"status inquiry unreachable ({exc.reason}); the reconciler will confirm",
+        )
+    except NicepayError as exc:
+        verdict.fail("inquiry")
+        return await _quarantine(runtime, verdict, f"status inquiry refused: {exc.result_cd}")
+    agrees, why = inquiry_agrees(deposit, payment.amount, inquiry.status, inquiry.amt)
+    if not agrees:
+        verdict.fail("inquiry")
+        return await _quarantine(runtime, verdict, why)
+    verdict.checks["inquiry"] = "pass"
+    async with runtime.sessions() as session:
+        row = await _apply(session, verdict, target, late=late)
+        await session.commit()
+    return _replied(row)
+
+
+def _replied(row: Notification) -> Reply:
+    return Reply(200, OK, Outcome(row.outcome), row.id)
 
 
 def inquiry_agrees(
@@ -241,39 +252,33 @@ def _static_checks(verdict: _Verdict) -> str | None:
     return None
 
 
-async def _settle(
-    runtime: Runtime,
-    verdict: _Verdict,
-    target: PaymentStatus,
-    *,
-    confirmed: bool | None,
-    late: bool = False,
-) -> Reply:
-    """One transaction: compare-and-set, then the ledger row with the outcome it earned."""
+async def _apply(
+    session: AsyncSession, verdict: _Verdict, target: PaymentStatus, *, late: bool
+) -> Notification:
+    """Compare-and-set, then the ledger row with the outcome it earned (caller commits)."""
     payment = verdict.payment
     assert payment is not None
-    source = EventSource.NOTIFICATION
     now = now_utc()
-    async with runtime.sessions() as session:
-        changed = await compare_and_set(
-            session, payment.id, target, now, {"paid_late": True} if late else None
-        )
-        if changed is not None:
-            row = verdict.row(Outcome.APPLIED, 200, "late deposit (after expiry)" if late else None)
-            session.add(row)
-            await session.flush()
-            detail = {"late": True} if late else None
-            await record_event(session, changed, target, source, now, detail, row.id)
-        else:
-            current = await session.scalar(select(Payment.status).where(Payment.id == payment.id))
-            if current == target:
-                row = verdict.row(Outcome.DUPLICATE, 200, f"already {target}")
-                session.add(row)
-            else:
-                reason = _misfit(verdict.inbound.fields["status"], current)
-                row = await _quarantine_row(session, verdict, reason)
-        await session.commit()
-    return Reply(200, OK, Outcome(row.outcome), row.id)
+    # Only a confirmed late deposit may move an expired code to paid.
+    sources = TRANSITIONS[target] if late else TRANSITIONS[target] - {S.EXPIRED}
+    changed = await compare_and_set(
+        session, payment.id, target, now, {"paid_late": True} if late else None, sources
+    )
+    if changed is not None:
+        row = verdict.row(Outcome.APPLIED, 200, "late deposit (after expiry)" if late else None)
+        session.add(row)
+        await session.flush()
+        detail = {"late": True} if late else None
+        await record_event(session, changed, target, EventSource.NOTIFICATION, now, detail, row.id)
+        return row
+    current = await session.scalar(select(Payment.status).where(Payment.id == payment.id))
+    if current == target:
+        row = verdict.row(Outcome.DUPLICATE, 200, f"already {target}")
+        session.add(row)
+        return row
+    return await _quarantine_row(
+        session, verdict, _misfit(verdict.inbound.fields["status"], current)
+    )
 
 
 def _misfit(status: str, current: str | None) -> str:

@@ -72,14 +72,19 @@ async def compare_and_set(
     to: PaymentStatus,
     at: datetime,
     values: dict[str, Any] | None = None,
+    sources: frozenset[PaymentStatus] | None = None,
 ) -> Payment | None:
-    """The bare status change; pair it with record_event in the same transaction."""
+    """The bare status change; pair it with record_event in the same transaction.
+
+    `sources` narrows the statuses it may come from (never widens TRANSITIONS).
+    """
+    allowed = TRANSITIONS[to] & sources if sources is not None else TRANSITIONS[to]
     changes: dict[str, Any] = {"status": to, "updated_at": at, **(values or {})}
     if to is S.PAID:
         changes.setdefault("paid_at", at)
     stmt = (
         update(Payment)
-        .where(Payment.id == payment_id, Payment.status.in_(TRANSITIONS[to]))
+        .where(Payment.id == payment_id, Payment.status.in_(allowed))
         .values(**changes)
         .returning(Payment)
         .execution_options(synchronize_session=False)
