@@ -1,25 +1,34 @@
-"""Probes and metrics: /healthz (alive), /readyz (database answers, migrations at head), /metrics."""
+"""Probes and metrics: /healthz (alive), /readyz (database answers, migrations at head),
+/metrics, and /whoami (the client IP the service sees, for checking a proxy chain)."""
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.deps import RuntimeDep
+from app.notifications.client_ip import in_networks, parse_ip, resolve_client_ip
 
 router = APIRouter(tags=["operator"])
 ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_SECONDS = 5.0
 
 
 def alembic_config() -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    return config
+    """alembic.ini beside the source tree, else in the working directory (the container
+    installs the package into a venv and keeps alembic.ini and migrations/ in /app)."""
+    for base in (ROOT, Path.cwd()):
+        if (base / "alembic.ini").is_file():
+            return Config(str(base / "alembic.ini"))
+    raise RuntimeError("alembic.ini not found beside the code or in the working directory")
 
 
 def head_revision() -> str | None:
@@ -35,11 +44,10 @@ async def healthz() -> dict[str, str]:
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     head = runtime.migration_head
     try:
-        async with runtime.engine.connect() as connection:
-            current = (
-                await connection.execute(text("SELECT version_num FROM alembic_version"))
-            ).scalar()
-    except SQLAlchemyError as exc:
+        # Bounded: a probe must answer even when the database host drops packets.
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            current = await current_revision(runtime.engine)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
         return JSONResponse(
             {"status": "unavailable", "database": f"unreachable ({type(exc).__name__})"}, 503
         )
@@ -48,6 +56,34 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             {"status": "unavailable", "database": "ok", "migration": current, "head": head}, 503
         )
     return JSONResponse({"status": "ok", "database": "ok", "migration": current})
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's alembic revision; None when it was never migrated."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+@router.get("/whoami", name="whoami")
+async def whoami(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    """The client IP the service resolves for this request, through TRUSTED_PROXIES.
+
+    For operators checking a proxy chain (`python -m app doctor` calls it): the same
+    resolution the dbProcessUrl applies to NICEPAY's pushes.
+    """
+    settings = runtime.settings
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    client = resolve_client_ip(peer, forwarded, settings.trusted_proxies)
+    return {
+        "client_ip": str(client) if client else None,
+        "peer_ip": peer,
+        "peer_is_trusted_proxy": in_networks(parse_ip(peer), settings.trusted_proxies),
+        "x_forwarded_for": forwarded,
+        "nicepay_allowed": in_networks(client, settings.nicepay_allowed_ips),
+    }
 
 
 @router.get("/metrics", name="metrics")
