@@ -2,6 +2,7 @@
 line; and a last line of defence that masks configured secrets if one ever reaches a message.
 """
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -10,6 +11,8 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -21,20 +24,26 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 
 class _Context(logging.Filter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if len(s) >= 8]
-
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
-        if self._secrets:
-            message = record.getMessage()
-            masked = message
-            for secret in self._secrets:
-                masked = masked.replace(secret, "***")
-            if masked != message:
-                record.msg, record.args = masked, None
         return True
+
+
+class _Masked(logging.Formatter):
+    """Masks configured secrets in the finished line: message, extras and tracebacks alike."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        # Also as they look inside a JSON string, where quotes and backslashes are escaped.
+        forms = {form for s in secrets if len(s) >= 8 for form in (s, json.dumps(s)[1:-1])}
+        self._secrets = sorted(forms, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self._inner.format(record)
+        for secret in self._secrets:
+            line = line.replace(secret, "***")
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,19 +65,33 @@ def configure_logging(settings: Settings) -> None:
         settings.log_format == "auto" and settings.app_env == "production"
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
+    formatter = (
         JsonFormatter()
         if use_json
         else logging.Formatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
     )
-    secrets = settings.merchant_keys + [k.get_secret_value() for k in settings.storefront_api_keys]
-    secrets += settings.merchant_webhook_secret.get_secret_value().split()
-    handler.addFilter(_Context(secrets))
+    handler.setFormatter(_Masked(formatter, secrets_of(settings)))
+    handler.addFilter(_Context())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
+    # uvicorn installs its own handlers; send its lines through ours (one format, masked).
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every configured secret value: merchant keys, storefront keys, webhook secrets, DB password."""
+    secrets = settings.merchant_keys + [k.get_secret_value() for k in settings.storefront_api_keys]
+    secrets += settings.merchant_webhook_secret.get_secret_value().split()
+    with contextlib.suppress(ArgumentError, ValueError):
+        password = make_url(settings.database_url).password
+        if password:
+            secrets.append(str(password))
+    return [s for s in secrets if s]
 
 
 class RequestContext:

@@ -16,6 +16,7 @@ from app.logs import RequestContext, configure_logging
 from app.notifications.router import router as notifications_router
 from app.payments.router import router as payments_router
 from app.runtime import Runtime, open_runtime
+from app.webhooks.router import router as webhooks_router
 
 BackgroundLoop = Callable[[Runtime], Coroutine[Any, Any, None]]
 
@@ -23,6 +24,14 @@ BackgroundLoop = Callable[[Runtime], Coroutine[Any, Any, None]]
 def background_loops(settings: Settings) -> list[BackgroundLoop]:
     """The loops the service runs beside the API (reconciler, webhook dispatcher)."""
     loops: list[BackgroundLoop] = []
+    if settings.reconcile_interval_seconds > 0:
+        from app.reconcile import run_forever as reconcile_forever
+
+        loops.append(reconcile_forever)
+    if settings.merchant_webhook_url:
+        from app.webhooks.dispatcher import run_forever as dispatch_forever
+
+        loops.append(dispatch_forever)
     return loops
 
 
@@ -64,6 +73,7 @@ def create_app(
     install_error_handler(app)
     app.include_router(payments_router)
     app.include_router(notifications_router)
+    app.include_router(webhooks_router)
     app.include_router(health_router)
     app.add_middleware(RequestContext)
     return app

@@ -1,6 +1,6 @@
 """Prometheus metrics: one place for every counter and histogram the service exports."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 NOTIFICATIONS = Counter(
     "nicepay_notifications_total", "Notifications received, by outcome", ["outcome"]
@@ -19,6 +19,9 @@ NICEPAY_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 RECONCILE = Counter("reconcile_payments_total", "Reconciled payments, by outcome", ["outcome"])
+RECONCILE_LAST_SWEEP = Gauge(
+    "reconcile_last_sweep_timestamp_seconds", "When the last reconcile sweep finished (Unix time)"
+)
 TRANSITIONS = Counter("payment_transitions_total", "Payment state changes, by new status", ["to"])
 WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries_total", "Outbound webhook attempts, by result", ["result"]

@@ -94,6 +94,7 @@ class InquiryResponse(_Result):
     referenceNo: str | None = None
     payMethod: str | None = None
     amt: str | None = None
+    cancelAmt: str | None = None
     currency: str | None = None
     status: str | None = None
     mitraCd: str | None = None

@@ -1,0 +1,463 @@
+"""The dispatcher: delivers outbox events to MERCHANT_WEBHOOK_URL as Standard Webhooks.
+
+One pass (`deliver_due`):
+1. Pick due events: pending, `next_attempt_at` reached, not leased, and the oldest pending
+   event of their payment (an earlier pending event blocks the later ones; one given up
+   does not). At most one event per payment is therefore in flight, in outbox order.
+2. Claim each with a compare-and-set lease (`UPDATE ... WHERE status = 'pending' AND the
+   lease is free`), one short transaction per claim: whichever dispatcher's UPDATE wins
+   holds the event, on SQLite and on PostgreSQL alike. The lease outlasts the whole HTTP
+   call (WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS), so two dispatchers never send one
+   event at the same time; a process that dies mid-delivery leaves a lease that expires,
+   and the next pass sends the same event again: same webhook-id, byte-identical body.
+3. With no session open, POST the stored body, signed with every configured secret.
+4. One transaction: the attempt row, and the event delivered, rescheduled with backoff and
+   jitter, or given up after WEBHOOK_MAX_ATTEMPTS.
+
+Delivery is at least once: a receiver dedupes on webhook-id. Secrets and the merchant URL
+never reach a log line or an attempt row.
+"""
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from standardwebhooks import Webhook
+
+from app import metrics
+from app.config import Settings
+from app.errors import Conflict, NotFound
+from app.models import Payment, WebhookAttempt, WebhookEvent, WebhookStatus
+from app.nicepay.wib import now_utc
+from app.runtime import Runtime
+
+log = logging.getLogger("app.webhooks")
+
+POLL_SECONDS = 1.0  # idle wait between passes of run_forever; tests shorten it
+BATCH_SIZE = 16  # events claimed (and sent concurrently, one per payment) per pass
+LEASE_MARGIN_SECONDS = 30.0  # lease beyond the HTTP deadline: room to record the outcome
+EXCERPT_CHARS = 500  # of the receiver's answer, kept in webhook_attempts
+ERROR_CHARS = 255
+MAX_IDLE_AFTER_ERRORS_SECONDS = 30.0
+USER_AGENT = "nicepay-cvs-webhooks/1"
+
+Pending = WebhookStatus.PENDING
+
+
+class WebhookConfigError(ValueError):
+    """MERCHANT_WEBHOOK_URL / MERCHANT_WEBHOOK_SECRET cannot be used (never echoes a value)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An event this process holds the lease on; `lease_until` is the proof of ownership."""
+
+    id: int
+    event_id: str
+    body: str
+    attempts: int
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one HTTP attempt came to."""
+
+    status_code: int | None
+    excerpt: str | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+# --- signing ----------------------------------------------------------------------------
+
+
+def signers(settings: Settings) -> list[Webhook]:
+    """One Standard Webhooks signer per secret in MERCHANT_WEBHOOK_SECRET (space-separated)."""
+    if not settings.merchant_webhook_url:
+        raise WebhookConfigError("MERCHANT_WEBHOOK_URL is not set")
+    secrets = settings.merchant_webhook_secret.get_secret_value().split()
+    if not secrets:
+        raise WebhookConfigError(
+            "MERCHANT_WEBHOOK_SECRET is empty: events stay queued; none is sent unsigned"
+        )
+    try:
+        return [Webhook(secret) for secret in secrets]
+    except Exception:
+        raise WebhookConfigError(
+            "MERCHANT_WEBHOOK_SECRET holds a value that is not a whsec_<base64> secret"
+        ) from None
+
+
+def signed_headers(
+    keys: Sequence[Webhook], event_id: str, at: datetime, body: str
+) -> dict[str, str]:
+    """The Standard Webhooks headers for one attempt made at `at` (an aware UTC moment)."""
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(math.floor(at.timestamp())),
+        # "v1,<sig> v1,<sig>": one per secret, so a receiver holding either one verifies.
+        "webhook-signature": " ".join(key.sign(event_id, at, body) for key in keys),
+    }
+
+
+def backoff(settings: Settings, attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failure: min(cap, base * 2**(attempts-1)), scaled by
+    a random factor in [0.5, 1.0] so receivers recovering from an outage are not stampeded."""
+    exponent = min(attempts - 1, 60)  # beyond this the cap applies anyway; avoids overflow
+    ceiling = min(
+        settings.webhook_backoff_cap_seconds, settings.webhook_backoff_base_seconds * 2**exponent
+    )
+    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
+
+
+def lease_seconds(settings: Settings) -> float:
+    return settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+
+
+# --- one pass ---------------------------------------------------------------------------
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Pending, due, lease free, and no earlier event of the same payment still pending."""
+    earlier = aliased(WebhookEvent)
+    blocked = (
+        select(earlier.id)
+        .where(
+            earlier.payment_id == WebhookEvent.payment_id,
+            earlier.status == Pending,
+            earlier.id < WebhookEvent.id,
+        )
+        .exists()
+    )
+    return and_(
+        WebhookEvent.status == Pending,
+        WebhookEvent.next_attempt_at <= now,
+        or_(WebhookEvent.lease_until.is_(None), WebhookEvent.lease_until < now),
+        ~blocked,
+    )
+
+
+async def claim_due(runtime: Runtime, limit: int = BATCH_SIZE) -> list[Claim]:
+    """Lease up to `limit` due events; each claim is its own compare-and-set transaction."""
+    lease = timedelta(seconds=lease_seconds(runtime.settings))
+    claims: list[Claim] = []
+    async with runtime.sessions() as session:
+        candidates = list(
+            await session.scalars(
+                select(WebhookEvent.id)
+                .where(_due(now_utc()))
+                .order_by(WebhookEvent.next_attempt_at, WebhookEvent.id)
+                .limit(limit)
+            )
+        )
+        await session.commit()
+        for event_pk in candidates:
+            now = now_utc()  # each lease runs from its own claim
+            lease_until = now + lease
+            row = (
+                await session.execute(
+                    update(WebhookEvent)
+                    .where(WebhookEvent.id == event_pk, _due(now))
+                    .values(lease_until=lease_until)
+                    .returning(WebhookEvent.event_id, WebhookEvent.body, WebhookEvent.attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            ).one_or_none()
+            await session.commit()
+            if row is not None:  # else another dispatcher won it
+                claims.append(Claim(event_pk, row.event_id, row.body, row.attempts, lease_until))
+    return claims
+
+
+async def deliver_due(runtime: Runtime) -> int:
+    """One pass: claim due events and deliver them; returns how many were attempted."""
+    keys = signers(runtime.settings)
+    claims = await claim_due(runtime)
+    async with asyncio.TaskGroup() as group:
+        for claim in claims:
+            group.create_task(_deliver(runtime, keys, claim))
+    return len(claims)
+
+
+async def run_forever(runtime: Runtime) -> None:
+    """The background loop: a pass, then another at once if it found work, else a pause."""
+    try:
+        signers(runtime.settings)
+    except WebhookConfigError as exc:
+        log.error("webhook dispatcher not started: %s", exc)
+        return
+    log.info("webhook dispatcher started")
+    failures = 0
+    while True:
+        try:
+            attempted = await deliver_due(runtime)
+            failures = 0
+        except Exception:
+            # The database is away, most likely: keep the loop alive, back off the noise.
+            failures += 1
+            attempted = 0
+            log.exception("webhook dispatch pass failed (%d in a row)", failures)
+        if not attempted:
+            pause = min(POLL_SECONDS * 2 ** min(failures, 10), MAX_IDLE_AFTER_ERRORS_SECONDS)
+            await asyncio.sleep(max(pause, POLL_SECONDS))
+
+
+async def _deliver(runtime: Runtime, keys: Sequence[Webhook], claim: Claim) -> None:
+    at = now_utc()
+    headers = signed_headers(keys, claim.event_id, at, claim.body)
+    try:
+        answer = await _post(runtime.webhook_http, runtime.settings, claim.body, headers)
+    except asyncio.CancelledError:
+        # The service is stopping mid-request: log the attempt and free the lease so the
+        # next process sends the event again at once (same id and body) instead of waiting.
+        await _record_interrupted(runtime, claim, at)
+        raise
+    try:
+        await _record(runtime, claim, at, answer)
+    except Exception:
+        # Left leased: once the lease expires the event is sent again (at least once).
+        log.exception("could not record webhook attempt for %s", claim.event_id)
+
+
+async def _post(
+    client: httpx.AsyncClient, settings: Settings, body: str, headers: dict[str, str]
+) -> Answer:
+    """POST the body verbatim; a status code, an excerpt of the answer, or what went wrong."""
+    url = settings.merchant_webhook_url
+    deadline = settings.webhook_timeout_seconds
+    status_code: int | None = None
+    received = bytearray()
+    error: str | None = None
+    started = time.perf_counter()
+    try:
+        # One deadline for the whole exchange: httpx's timeouts are per read, and the lease
+        # must outlast the call however slowly a receiver trickles its answer.
+        async with (
+            asyncio.timeout(deadline),
+            client.stream("POST", url, content=body.encode(), headers=headers) as response,
+        ):
+            status_code = response.status_code
+            async for chunk in response.aiter_bytes():
+                received += chunk
+                if len(received) >= EXCERPT_CHARS * 4:  # enough for 500 characters of UTF-8
+                    break
+    except (TimeoutError, httpx.TimeoutException):
+        error = f"no complete answer within {deadline:g}s"
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        error = _describe(exc, url)
+    duration_ms = round((time.perf_counter() - started) * 1000)
+    excerpt = received.decode("utf-8", errors="replace")[:EXCERPT_CHARS] if received else None
+    return Answer(status_code, excerpt, error, duration_ms)
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    """The error's class and message, with the merchant URL (it may carry a token) masked."""
+    message = str(exc).replace(url, "<MERCHANT_WEBHOOK_URL>") if url else str(exc)
+    return f"{type(exc).__name__}: {message}"[:ERROR_CHARS] if message else type(exc).__name__
+
+
+async def _record(runtime: Runtime, claim: Claim, at: datetime, answer: Answer) -> None:
+    """The attempt row and the event's new state, in one transaction."""
+    settings = runtime.settings
+    now = now_utc()
+    attempts = claim.attempts + 1
+    event = WebhookEvent
+    values: dict[str, Any] = {"attempts": attempts, "lease_until": None}
+    if answer.ok:
+        outcome = "delivered"
+        values |= {"status": WebhookStatus.DELIVERED, "delivered_at": now, "last_error": None}
+        # Delivered is delivered, even if a slow pass lost its lease meanwhile.
+        owned = event.status == Pending
+    else:
+        failure = answer.error or f"HTTP {answer.status_code}"
+        values["last_error"] = failure[:ERROR_CHARS]
+        if attempts >= settings.webhook_max_attempts:
+            outcome = "given_up"
+            values["status"] = WebhookStatus.GIVEN_UP
+        else:
+            outcome = "failed"
+            values["next_attempt_at"] = now + backoff(settings, attempts)
+        owned = and_(event.status == Pending, event.lease_until == claim.lease_until)
+    async with runtime.sessions() as session:
+        session.add(
+            WebhookAttempt(
+                webhook_event_id=claim.id,
+                at=at,
+                status_code=answer.status_code,
+                duration_ms=answer.duration_ms,
+                response_excerpt=answer.excerpt,
+                error=answer.error[:ERROR_CHARS] if answer.error else None,
+            )
+        )
+        result = await session.execute(
+            update(event)
+            .where(event.id == claim.id, owned)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+    extra = {"event_id": claim.event_id, "attempt": attempts, "status_code": answer.status_code}
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        log.warning("webhook %s: lease lost before the outcome was recorded", claim.event_id)
+    elif outcome == "delivered":
+        log.info("webhook %s delivered (attempt %d)", claim.event_id, attempts, extra=extra)
+    elif outcome == "given_up":
+        log.error(
+            "webhook %s given up after %d attempts: %s",
+            claim.event_id,
+            attempts,
+            values["last_error"],
+            extra=extra,
+        )
+    else:
+        log.warning(
+            "webhook %s attempt %d failed: %s; next at %s",
+            claim.event_id,
+            attempts,
+            values["last_error"],
+            values["next_attempt_at"].isoformat(),
+            extra=extra,
+        )
+
+
+async def _record_interrupted(runtime: Runtime, claim: Claim, at: datetime) -> None:
+    """Best effort on shutdown; if it fails the lease simply runs out."""
+    event = WebhookEvent
+    try:
+        async with runtime.sessions() as session:
+            session.add(
+                WebhookAttempt(
+                    webhook_event_id=claim.id,
+                    at=at,
+                    status_code=None,
+                    duration_ms=round((now_utc() - at).total_seconds() * 1000),
+                    error="interrupted: the service stopped during the attempt",
+                )
+            )
+            await session.execute(
+                update(event)
+                .where(event.id == claim.id, event.lease_until == claim.lease_until)
+                .values(lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+    except Exception:
+        log.warning("webhook %s: lease left to expire", claim.event_id, exc_info=True)
+
+
+# --- operator and storefront use cases --------------------------------------------------
+
+
+async def resend(runtime: Runtime, event_id: str) -> WebhookEvent:
+    """Queue an event again (any status) for immediate delivery with a fresh attempt budget.
+
+    The body and webhook-id are unchanged, so the receiver sees the very same message. An
+    event in flight right now (leased) is refused: it would be sent twice at once.
+    """
+    now = now_utc()
+    event = WebhookEvent
+    async with runtime.sessions() as session:
+        requeued = await session.scalar(
+            update(event)
+            .where(
+                event.event_id == event_id,
+                or_(event.lease_until.is_(None), event.lease_until < now),
+            )
+            .values(
+                status=Pending,
+                attempts=0,
+                next_attempt_at=now,
+                lease_until=None,
+                delivered_at=None,
+                last_error=None,
+            )
+            .returning(event)
+            .execution_options(synchronize_session=False)
+        )
+        if requeued is None:
+            known = await session.scalar(select(event.id).where(event.event_id == event_id))
+            await session.rollback()
+            if known is None:
+                raise NotFound(f"no webhook event {event_id!r}")
+            raise Conflict(
+                "this event is being delivered right now; re-send it when the attempt ends",
+                error="delivery_in_progress",
+            )
+        await session.commit()
+    log.info("webhook %s queued for re-delivery", event_id, extra={"event_id": event_id})
+    return requeued
+
+
+@dataclass(frozen=True)
+class EventView:
+    event: WebhookEvent
+    reference_no: str
+    attempts: list[WebhookAttempt]
+
+
+async def list_events(
+    runtime: Runtime,
+    *,
+    status: WebhookStatus | None = None,
+    reference_no: str | None = None,
+    limit: int = 50,
+) -> list[EventView]:
+    """Newest first, without their attempts."""
+    query = (
+        select(WebhookEvent, Payment.reference_no)
+        .join(Payment, Payment.id == WebhookEvent.payment_id)
+        .order_by(WebhookEvent.id.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(WebhookEvent.status == status)
+    if reference_no is not None:
+        query = query.where(Payment.reference_no == reference_no)
+    async with runtime.sessions() as session:
+        rows = (await session.execute(query)).all()
+        await session.commit()
+    return [EventView(event, ref, []) for event, ref in rows]
+
+
+async def get_event(runtime: Runtime, event_id: str) -> EventView:
+    """One event with its delivery log, oldest attempt first."""
+    async with runtime.sessions() as session:
+        row = (
+            await session.execute(
+                select(WebhookEvent, Payment.reference_no)
+                .join(Payment, Payment.id == WebhookEvent.payment_id)
+                .where(WebhookEvent.event_id == event_id)
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no webhook event {event_id!r}")
+        attempts = await _attempts(session, row[0].id)
+        await session.commit()
+    return EventView(row[0], row[1], attempts)
+
+
+async def _attempts(session: AsyncSession, event_pk: int) -> list[WebhookAttempt]:
+    rows = await session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.webhook_event_id == event_pk)
+        .order_by(WebhookAttempt.id)
+    )
+    return list(rows)

@@ -1,0 +1,1 @@
+"""The reconciler, expiry and cancel."""
