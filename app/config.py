@@ -1,5 +1,6 @@
 """Settings, from the environment and a `.env` file (names as in API.md)."""
 
+from datetime import timedelta
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
@@ -117,6 +118,17 @@ class Settings(BaseSettings):
         keys = [self.nicepay_merchant_key.get_secret_value()]
         previous = self.nicepay_previous_merchant_key.get_secret_value()
         return [*keys, previous] if previous else keys
+
+    @property
+    def nicepay_deadline_seconds(self) -> float:
+        """The longest one NICEPAY call may take: the client enforces it as a deadline."""
+        return self.nicepay_connect_timeout_seconds + self.nicepay_read_timeout_seconds
+
+    @property
+    def registration_surely_over(self) -> timedelta:
+        """After this long, a registration call still marked in flight has surely ended
+        (answered, timed out, or died with its process)."""
+        return timedelta(seconds=self.nicepay_deadline_seconds + 5)
 
     @property
     def is_sqlite(self) -> bool:

@@ -245,9 +245,7 @@ async def _claim_row(session: AsyncSession, row_id: int, now: datetime) -> bool:
 async def _abandon_registrations(runtime: Runtime, report: SweepReport, now: datetime) -> None:
     settings = runtime.settings
     # A registration call still in flight may yet succeed: leave it alone until it surely ended.
-    in_flight = timedelta(
-        seconds=settings.nicepay_connect_timeout_seconds + settings.nicepay_read_timeout_seconds + 5
-    )
+    in_flight = settings.registration_surely_over
     async with runtime.sessions() as session:
         ids = list(
             await session.scalars(

@@ -46,8 +46,7 @@ async def open_runtime(
         imid=settings.nicepay_imid,
         merchant_key=settings.nicepay_merchant_key.get_secret_value(),
         observe=metrics.observe_nicepay_call,
-        deadline_seconds=settings.nicepay_connect_timeout_seconds
-        + settings.nicepay_read_timeout_seconds,
+        deadline_seconds=settings.nicepay_deadline_seconds,
     )
     try:
         sessions = create_sessionmaker(

@@ -234,10 +234,7 @@ async def _replay(
     if existing.status != S.REGISTERING:
         return await load_resource(session, existing)
     # Retry only when no other call is in flight (or one is surely dead: a crash mid-call).
-    settings = runtime.settings
-    longest_call = timedelta(
-        seconds=settings.nicepay_connect_timeout_seconds + settings.nicepay_read_timeout_seconds + 5
-    )
+    longest_call = runtime.settings.registration_surely_over
     claimed = await session.execute(
         update(Payment)
         .where(
