@@ -1,9 +1,13 @@
 """One error type for everything the API answers with a non-2xx, and its handler."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
 
 
 class AppError(Exception):
@@ -60,4 +64,12 @@ def install_error_handler(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return await handle(
+            request, DatabaseUnavailable("database unavailable; nothing was changed, retry")
+        )
+
     app.add_exception_handler(AppError, handle)
+    for error in (SQLAlchemyError, OSError, TimeoutError):
+        app.add_exception_handler(error, database_down)

@@ -33,6 +33,7 @@ from app.nicepay.codes import (
     MatchCl,
     NotificationStatus,
     ResultCode,
+    is_numeric,
 )
 from app.nicepay.tokens import reference_token, tokens_equal, txid_token
 from app.nicepay.wib import from_wib_fields, now_utc, to_wib_fields
@@ -192,10 +193,6 @@ def _ok(fields: Answer) -> Answer:
     return {"resultCd": ResultCode.SUCCESS.value, "resultMsg": "SUCCESS", **fields}
 
 
-def _digits(value: str) -> bool:
-    return value.isascii() and value.isdigit()
-
-
 # Checked in this order after iMid, amt and token (REFERENCE.md §5.1 codes 9014-9024).
 _REQUIRED: tuple[tuple[str, str], ...] = (
     ("referenceNo", ResultCode.UNDEFINED_REFERENCE),
@@ -258,13 +255,13 @@ class SimulatorState:
         amt = form.get("amt", "")
         if not amt:
             raise _Rejected(UNDEFINED_AMOUNT)
-        if not _digits(amt):
+        if not is_numeric(amt):
             raise _Rejected(ResultCode.INVALID_AMOUNT)
         reference_no = form.get("referenceNo", "")
         self._check_token(reference_token(imid, reference_no, amt, self.merchant_key), form)
         for name, code in _REQUIRED:
             value = form.get(name, "")
-            if not value or (name == "billingPhone" and not _digits(value)):
+            if not value or (name == "billingPhone" and not is_numeric(value)):
                 raise _Rejected(code)
         if form.get("payMethod") != PAY_METHOD_CVS:
             raise _Rejected(PAY_METHOD_NOT_ACTIVE)
@@ -470,7 +467,7 @@ class SimulatorState:
         if len(valid_dt) != 8 or len(valid_tm) != 6:
             raise _Rejected(EXPIRY_LENGTH)
         # Letters of the right length are 9510, as NICEPAY's code table says (REFERENCE.md §5.1).
-        moment = from_wib_fields(valid_dt, valid_tm) if _digits(valid_dt + valid_tm) else None
+        moment = from_wib_fields(valid_dt, valid_tm) if is_numeric(valid_dt + valid_tm) else None
         if moment is None or moment <= now:
             raise _Rejected(ResultCode.INVALID_EXPIRY)
         return moment

@@ -8,6 +8,11 @@ RESULT_OK = "0000"
 NOTIFICATION_USER_AGENT = "Jakarta Commons-HttpClient/3.1"
 
 
+def is_numeric(value: str) -> bool:
+    """NICEPAY's N type: ASCII digits only (str.isdigit alone accepts '²' and full-width)."""
+    return value.isascii() and value.isdigit()
+
+
 class Store(StrEnum):
     ALFAMART = "alfamart"
     INDOMARET = "indomaret"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from app.deps import RuntimeDep
+from app.nicepay.codes import is_numeric
 from app.notifications import service
 from app.notifications.client_ip import resolve_client_ip
 
@@ -42,7 +43,7 @@ _FIELDS = {
 async def _read_capped(request: Request, limit: int) -> bytes | None:
     """The body, or None once it passes `limit` bytes (whatever Content-Length claims)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if is_numeric(declared) and int(declared) > limit:
         return None
     body = bytearray()
     async for chunk in request.stream():

@@ -21,7 +21,14 @@ from app import metrics
 from app.models import EventSource, Notification, Outcome, Payment, PaymentStatus
 from app.nicepay import tokens
 from app.nicepay.client import NicepayError, NicepayUnavailable
-from app.nicepay.codes import CURRENCY, PAY_METHOD_CVS, InquiryStatus, MatchCl, NotificationStatus
+from app.nicepay.codes import (
+    CURRENCY,
+    PAY_METHOD_CVS,
+    InquiryStatus,
+    MatchCl,
+    NotificationStatus,
+    is_numeric,
+)
 from app.nicepay.wib import now_utc
 from app.notifications.client_ip import IP, in_networks
 from app.payments.service import TRANSITIONS, compare_and_set, record_event
@@ -58,6 +65,11 @@ class Reply:
     notification_id: int | None = None
 
 
+def printable(text: str) -> str:
+    """Text a database column can hold: PostgreSQL refuses NUL, so it becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
@@ -66,7 +78,9 @@ def split_token(fields: dict[str, str]) -> tuple[dict[str, str], str | None]:
     """The fields without merchantToken (capped, for the ledger) and the token's digest."""
     token = fields.get("merchantToken")
     kept = {
-        k[:64]: v[:MAX_VALUE] for k, v in list(fields.items())[:MAX_FIELDS] if k != "merchantToken"
+        printable(k)[:64]: printable(v)[:MAX_VALUE]
+        for k, v in list(fields.items())[:MAX_FIELDS]
+        if k != "merchantToken"
     }
     return kept, token_digest(token) if token else None
 
@@ -85,7 +99,7 @@ class _Verdict:
             received_at=self.inbound.received_at,
             peer_ip=self.inbound.peer_ip,
             client_ip=str(self.inbound.client_ip) if self.inbound.client_ip else None,
-            user_agent=(self.inbound.user_agent or "")[:255] or None,
+            user_agent=printable(self.inbound.user_agent or "")[:255] or None,
             txid=(f.get("tXid") or "")[:64] or None,
             reference_no=(f.get("referenceNo") or "")[:64] or None,
             amt=(f.get("amt") or "")[:32] or None,
@@ -138,7 +152,7 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
         if not (f.get(name) if name != "merchantToken" else inbound.token_digest)
     ]
     amt = f.get("amt", "")
-    if missing or not amt.isdigit() or len(amt) > 12 or f.get("status") not in ("0", "1"):
+    if missing or not is_numeric(amt) or len(amt) > 12 or f.get("status") not in ("0", "1"):
         verdict.fail("form")
         reason = f"missing {', '.join(missing)}" if missing else "amt must be digits, status 0 or 1"
         return await _reject(runtime, verdict, 400, f"malformed notification: {reason}")
@@ -207,7 +221,7 @@ def inquiry_agrees(
     if deposit:
         if status != str(InquiryStatus.PAID.value):
             return False, f"status inquiry says status {status}, not paid"
-        if amt is None or not amt.isdigit() or int(amt) != amount:
+        if amt is None or not is_numeric(amt) or int(amt) != amount:
             return False, f"status inquiry says amount {amt}, registered {amount}"
         return True, "confirmed"
     if status == str(InquiryStatus.PAID.value):

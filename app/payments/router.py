@@ -1,14 +1,16 @@
 """Storefront API: register, read and cancel CVS payment codes."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from app.deps import RuntimeDep, require_storefront_key
 from app.models import EventSource
 from app.payments import service
-from app.payments.schemas import PaymentCreate, PaymentRead
+from app.payments.schemas import REFERENCE_PATTERN, PaymentCreate, PaymentRead
+
+ReferenceNo = Annotated[str, Path(pattern=REFERENCE_PATTERN, examples=["ORD-1001"])]
 
 router = APIRouter(
     prefix="/api/v1/cvs/payments",
@@ -18,10 +20,12 @@ router = APIRouter(
 
 _ERROR: dict[str, Any] = {"content": {"application/json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Body is not decodable JSON", **_ERROR},
     401: {"description": "Missing or wrong bearer key", **_ERROR},
     404: {"description": "Unknown reference_no", **_ERROR},
     409: {"description": "reference_no reused with another body, or wrong status", **_ERROR},
     502: {"description": "NICEPAY answered with an error (`nicepay_code`)", **_ERROR},
+    503: {"description": "Database unavailable: nothing was changed; retry", **_ERROR},
     504: {"description": "NICEPAY did not answer in time", **_ERROR},
 }
 
@@ -55,12 +59,12 @@ async def register_payment(
 
 
 @router.get("/{reference_no}", name="get_payment", response_model=PaymentRead, responses=ERRORS)
-async def get_payment(reference_no: str, runtime: RuntimeDep) -> PaymentRead:
+async def get_payment(reference_no: ReferenceNo, runtime: RuntimeDep) -> PaymentRead:
     return await service.get_payment(runtime, reference_no)
 
 
 @router.post(
     "/{reference_no}/cancel", name="cancel_payment", response_model=PaymentRead, responses=ERRORS
 )
-async def cancel_payment(reference_no: str, runtime: RuntimeDep) -> PaymentRead:
+async def cancel_payment(reference_no: ReferenceNo, runtime: RuntimeDep) -> PaymentRead:
     return await service.cancel(runtime, reference_no, EventSource.API)

@@ -4,14 +4,17 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, field_serializer
 
 from app.deps import RuntimeDep, require_storefront_key
 from app.models import WebhookStatus
 from app.nicepay.wib import WIB
+from app.payments.schemas import REFERENCE_PATTERN
 from app.webhooks import dispatcher
 from app.webhooks.dispatcher import EventView
+
+EventId = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$")]
 
 router = APIRouter(
     prefix="/api/v1/cvs/webhooks",
@@ -99,7 +102,7 @@ def _fields(view: EventView) -> dict[str, Any]:
 async def list_webhook_events(
     runtime: RuntimeDep,
     status: WebhookStatus | None = None,
-    reference_no: str | None = None,
+    reference_no: Annotated[str | None, Query(pattern=REFERENCE_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[WebhookEventRead]:
     """Outbound events, newest first; filter by status (e.g. `given_up`) or payment."""
@@ -115,7 +118,7 @@ async def list_webhook_events(
     response_model=WebhookEventDetail,
     responses=ERRORS,
 )
-async def get_webhook_event(event_id: str, runtime: RuntimeDep) -> WebhookEventDetail:
+async def get_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEventDetail:
     """One event, its payload and its delivery log (time, status code, answer excerpt)."""
     return WebhookEventDetail.of(await dispatcher.get_event(runtime, event_id))
 
@@ -130,7 +133,7 @@ async def get_webhook_event(event_id: str, runtime: RuntimeDep) -> WebhookEventD
         409: {"description": "The event is being delivered right now", **_ERROR},
     },
 )
-async def resend_webhook_event(event_id: str, runtime: RuntimeDep) -> WebhookEventRead:
+async def resend_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEventRead:
     """Queue the event again, same webhook-id and body, with a fresh attempt budget."""
     await dispatcher.resend(runtime, event_id)
     return WebhookEventRead.of(await dispatcher.get_event(runtime, event_id))

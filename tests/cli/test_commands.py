@@ -98,12 +98,12 @@ async def test_simulate_settle_and_expire_then_reconcile(
 
     run = await run_cli("reconcile", **env)
     assert run.returncode == 0, run.stderr
-    # NICEPAY's 4 before the service's own expiry reads as cancelled (e.g. from the dashboard).
+    # NICEPAY's 4 without a cancelAmt is an expiry, even before the service's own clock says so.
     assert json.loads(run.stdout) == {
         "checked": 2,
         "healed": 1,
-        "expired": 0,
-        "cancelled": 1,
+        "expired": 1,
+        "cancelled": 0,
         "confirmed": 0,
         "quarantined": 0,
         "abandoned": 0,
@@ -112,9 +112,9 @@ async def test_simulate_settle_and_expire_then_reconcile(
     }
     async with storefront(process_db, simulator) as client:
         healed = (await client.get(f"/api/v1/cvs/payments/{lost['reference_no']}")).json()
-        cancelled = (await client.get(f"/api/v1/cvs/payments/{dead['reference_no']}")).json()
+        expired = (await client.get(f"/api/v1/cvs/payments/{dead['reference_no']}")).json()
     assert (healed["status"], healed["events"][-1]["source"]) == ("paid", "reconcile")
-    assert (cancelled["status"], cancelled["events"][-1]["source"]) == ("cancelled", "reconcile")
+    assert (expired["status"], expired["events"][-1]["source"]) == ("expired", "reconcile")
 
     again = await run_cli("reconcile", **env)
     assert json.loads(again.stdout)["checked"] == 0  # nothing pending any more

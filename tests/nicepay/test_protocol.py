@@ -128,6 +128,7 @@ async def test_client_unavailable(response, timed_out: bool) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if isinstance(response, Exception):
             raise response
+        assert isinstance(response, httpx.Response)
         return response
 
     with pytest.raises(NicepayUnavailable) as raised:

@@ -1,6 +1,7 @@
 """POST/GET /api/v1/cvs/payments against the simulator, on SQLite and PostgreSQL."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -127,7 +128,7 @@ async def test_no_configured_keys_refuses_everyone(stack_factory: StackFactory) 
         ({"unexpected": 1}, "unexpected"),
     ],
 )
-async def test_invalid_bodies_are_422(stack: Stack, change: dict, field: str) -> None:
+async def test_invalid_bodies_are_422(stack: Stack, change: dict[str, Any], field: str) -> None:
     response = await stack.client.post(PAYMENTS, json=payment_body(**change))
     assert response.status_code == 422, response.text
     locations = [error["loc"] for error in response.json()["detail"]]
@@ -151,7 +152,7 @@ async def test_unknown_reference_is_404(stack: Stack) -> None:
 # --- NICEPAY says no: 502 with its code, and the payment is visibly failed ------------
 
 
-async def _expect_502(stack: Stack, code: str, **overrides) -> dict:
+async def _expect_502(stack: Stack, code: str, **overrides: Any) -> dict[str, Any]:
     request = payment_body(**overrides)
     response = await stack.client.post(PAYMENTS, json=request)
     assert response.status_code == 502, response.text
@@ -163,7 +164,7 @@ async def _expect_502(stack: Stack, code: str, **overrides) -> dict:
     assert failed["status"] == "failed"
     assert failed["nicepay_code"] == code
     assert [e["type"] for e in failed["events"]] == ["failed"]
-    return body
+    return dict(body)
 
 
 async def test_duplicate_reference_at_nicepay_is_502(stack: Stack) -> None:
@@ -231,7 +232,7 @@ async def test_timeout_gives_504_and_leaves_registering(stack_factory: StackFact
 
 
 @pytest.mark.parametrize("fault", [{"http_status": 503}, {"garbage": True}])
-async def test_nicepay_broken_then_retry_succeeds(stack: Stack, fault: dict) -> None:
+async def test_nicepay_broken_then_retry_succeeds(stack: Stack, fault: dict[str, Any]) -> None:
     for name, value in fault.items():
         setattr(stack.sim.faults, name, value)
     request = payment_body()
