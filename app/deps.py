@@ -4,10 +4,14 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import Unauthorized
+from app.errors import AppError, BodyTooLarge, Unauthorized
+from app.nicepay.codes import is_numeric
 from app.runtime import Runtime
 
 
@@ -28,16 +32,55 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 _bearer = HTTPBearer(auto_error=False, description="One of STOREFRONT_API_KEYS")
 
 
-def require_storefront_key(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    if credentials is None:
-        raise Unauthorized("missing bearer key (Authorization: Bearer <key>)")
-    offered = credentials.credentials.encode()
+def storefront_key_problem(settings: Settings, authorization: str | None) -> str | None:
+    """Why an Authorization header does not carry a storefront key, or None when it does."""
+    scheme, _, offered = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not offered.strip():
+        return "missing bearer key (Authorization: Bearer <key>)"
     # Compare against every key, so timing does not tell which (or whether one) matched.
     matched = False
     for key in settings.storefront_api_keys:
-        matched |= hmac.compare_digest(offered, key.get_secret_value().encode())
-    if not matched:
-        raise Unauthorized("wrong bearer key")
+        matched |= hmac.compare_digest(offered.strip().encode(), key.get_secret_value().encode())
+    return None if matched else "wrong bearer key"
+
+
+def require_storefront_key(
+    settings: SettingsDep,
+    # Declared for the OpenAPI security scheme; the header is checked below (and, earlier,
+    # by StorefrontGate).
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+) -> None:
+    problem = storefront_key_problem(settings, request.headers.get("authorization"))
+    if problem:
+        raise Unauthorized(problem)
+
+
+class StorefrontGate:
+    """Pure ASGI, before FastAPI reads a body: the storefront API answers 401 without a key
+    and 413 for a declared body over the cap, so nobody unauthenticated makes it parse JSON."""
+
+    PREFIX = "/api/v1/cvs/"
+    MAX_BODY_BYTES = 64 * 1024
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        settings: Settings = scope["app"].state.runtime.settings
+        problem = storefront_key_problem(settings, headers.get("authorization"))
+        declared = headers.get("content-length", "")
+        if problem:
+            error: AppError = Unauthorized(problem)
+        elif is_numeric(declared) and int(declared) > self.MAX_BODY_BYTES:
+            error = BodyTooLarge(f"body over {self.MAX_BODY_BYTES} bytes")
+        else:
+            await self.app(scope, receive, send)
+            return
+        headers_out = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        response = JSONResponse(error.body(), status_code=error.status_code, headers=headers_out)
+        await response(scope, receive, send)

@@ -28,6 +28,11 @@ class Unauthorized(AppError):
     error = "unauthorized"
 
 
+class BodyTooLarge(AppError):
+    status_code = 413
+    error = "body_too_large"
+
+
 class NotFound(AppError):
     status_code = 404
     error = "not_found"

@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
+from app.deps import StorefrontGate
 from app.errors import install_error_handler
 from app.health import head_revision
 from app.health import router as health_router
@@ -75,5 +76,6 @@ def create_app(
     app.include_router(notifications_router)
     app.include_router(webhooks_router)
     app.include_router(health_router)
+    app.add_middleware(StorefrontGate)
     app.add_middleware(RequestContext)
     return app

@@ -14,7 +14,7 @@ from app.payments.schemas import REFERENCE_PATTERN
 from app.webhooks import dispatcher
 from app.webhooks.dispatcher import EventView
 
-EventId = Annotated[str, Path(pattern=r"^msg_[0-9a-f]{32}$")]
+EventId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,40}$")]
 
 router = APIRouter(
     prefix="/api/v1/cvs/webhooks",
