@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` measures the service and writes docs/BENCHMARKS.md."""

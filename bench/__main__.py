@@ -1,0 +1,5 @@
+"""`python -m bench [--quick] [--out docs/BENCHMARKS.md]`: see bench/run.py."""
+
+from bench.run import main
+
+main()

@@ -1,0 +1,617 @@
+"""`python -m bench`: set everything up, measure, and write docs/BENCHMARKS.md.
+
+One run, in this order (each server a subprocess on CPU 0, everything else on CPU 1):
+1. database round trips per request, counted in-process on PostgreSQL and SQLite;
+2. the yardsticks (bench/baseline.py): wrk on the trivial endpoint and the cost ladder,
+   and the open-loop rates on the trivial endpoint;
+3. per database (a throwaway PostgreSQL database; a temp SQLite file), per inquiry setting:
+   a fresh simulator and the service (`python -m app serve`), then
+   registration latency (service vs simulator; once per database, inquiry off),
+   duplicates (wrk over already-paid payments), first deposits (wrk over a pool sized from
+   the duplicate rate), open-loop rates over fresh payments, and a py-spy profile (inquiry off);
+4. the report.
+
+Every push is checked afterwards in the ledger: each window lists what its pushes became.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import pickle
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import uvloop
+
+from bench import procs, pushes, roundtrips, tools
+from bench import profile as profiling
+from bench.http import Connection, closed_loop, fan_out, open_loop, percentile
+from bench.pushes import FORM, NOTIFY_PATH, PUSH_HEADERS, Registered
+from bench.report import write_report
+
+RESULTS = Path(__file__).resolve().parent / "results"  # the profiles the report points to
+LAST_RUN = tools.CACHE / "last-run.pickle"  # for --report-only; outside the work tree
+
+
+@dataclass(frozen=True)
+class Plan:
+    throughput_seconds: float
+    warmup_seconds: float
+    open_loop_seconds: float
+    overload_seconds: float  # window for a rate above the measured capacity
+    rates: tuple[int, ...]
+    warm_payments: int
+    registration_samples: int
+    pool_cap: int
+    profile_seconds: float
+    connections: int = 64  # wrk, closed loop
+    open_loop_connections: int = 64
+
+
+FULL = Plan(5, 2, 5, 2, (250, 500, 1000), 300, 200, 20_000, 4)
+QUICK = Plan(1, 1, 1, 0.5, (100, 1000), 60, 20, 2_000, 1)
+
+
+@dataclass
+class Window:
+    """One measured load window."""
+
+    label: str
+    method: str
+    requests: int
+    seconds: float
+    p50: float
+    p99: float
+    max: float
+    errors: int  # non-2xx answers and socket errors
+    server_cpu: float  # share of one core the server used
+    cores: tuple[float, ...]  # busy share of each core
+    outcomes: dict[str, int] = field(default_factory=dict)  # what the ledger recorded
+    rate: float | None = None  # scheduled (open loop)
+    over_capacity: bool = False
+    dispatch_lag: float = 0.0
+    new_backends: int = 0  # PostgreSQL backends that appeared during the window (sampled)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu * self.seconds / self.requests * 1000 if self.requests else math.nan
+
+
+@dataclass
+class RegistrationLatency:
+    database: str
+    service: list[float]
+    simulator: list[float]
+
+    def p(self, which: str, q: float) -> float:
+        return percentile(getattr(self, which), q)
+
+    @property
+    def added_p50(self) -> float:
+        return self.p("service", 50) - self.p("simulator", 50)
+
+
+@dataclass
+class Config:
+    database: str
+    inquiry: bool
+    duplicates: Window | None = None
+    first_deposits: Window | None = None
+    open_loop: list[Window] = field(default_factory=list)
+    profile: profiling.Profile | None = None
+    profile_window: Window | None = None
+    profile_file: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.database}, inquiry {'on' if self.inquiry else 'off'}"
+
+
+@dataclass
+class Results:
+    started: float
+    quick: bool
+    plan: Plan
+    machine: dict[str, str] = field(default_factory=dict)
+    wrk: str | None = None
+    py_spy: str | None = None
+    baseline: list[Window] = field(default_factory=list)
+    baseline_open_loop: list[Window] = field(default_factory=list)
+    configs: list[Config] = field(default_factory=list)
+    registration: list[RegistrationLatency] = field(default_factory=list)
+    round_trips: dict[str, dict[str, roundtrips.Trace]] = field(default_factory=dict)
+    churn: roundtrips.Churn | None = None
+    notes: list[str] = field(default_factory=list)
+    finished: float = 0.0
+    idle_cores: tuple[float, ...] = ()  # each core's busy share before the run started
+
+    def windows(self) -> list["Window"]:
+        found = [*self.baseline, *self.baseline_open_loop]
+        for c in self.configs:
+            found += [w for w in (c.duplicates, c.first_deposits, *c.open_loop) if w]
+        return found
+
+    @property
+    def others_on_server_core(self) -> float:
+        """Mean share of the server's core used by processes other than the server."""
+        shares = [max(0.0, w.cores[0] - w.server_cpu) for w in self.windows() if w.cores]
+        return sum(shares) / len(shares) if shares else 0.0
+
+
+class Bench:
+    def __init__(self, plan: Plan, results: Results, work: Path) -> None:
+        self.plan, self.results, self.work = plan, results, work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._files = 0
+
+    # -- load primitives ---------------------------------------------------------------------
+
+    def _bodies_file(self, bodies: list[str]) -> Path:
+        self._files += 1
+        path = self.work / f"bodies-{self._files}.txt"
+        path.write_text("\n".join(bodies) + "\n")
+        return path
+
+    async def closed(
+        self,
+        label: str,
+        server: procs.Server,
+        path: str,
+        bodies: list[str],
+        seconds: float,
+        url: str | None,
+    ) -> Window:
+        """Closed loop at full speed: wrk, or the Python generator when wrk is missing."""
+        before = await procs.outcomes(url) if url else {}
+        async with procs.backends_pinned(url, procs.LOAD_CPU) as new_backends:
+            window = await self._closed(label, server, path, bodies, seconds)
+        window.new_backends = len(new_backends)
+        if url:
+            window.outcomes = _delta(before, await procs.outcomes(url))
+        return window
+
+    async def _closed(
+        self, label: str, server: procs.Server, path: str, bodies: list[str], seconds: float
+    ) -> Window:
+        meter = procs.Meter(server.pid)
+        if self.results.wrk:
+            run = await tools.run_wrk(
+                self.results.wrk,
+                server.port,
+                path,
+                self._bodies_file(bodies),
+                seconds,
+                connections=self.plan.connections,
+                content_type=FORM,
+                user_agent=PUSH_HEADERS["User-Agent"],
+            )
+            cpu, cores = meter.stop()
+            window = Window(
+                label,
+                f"wrk, {self.plan.connections} connections",
+                run.requests,
+                run.seconds,
+                run.p50,
+                run.p99,
+                run.max,
+                run.non_2xx + run.socket_errors,
+                cpu,
+                cores,
+            )
+        else:
+            result = await closed_loop(
+                server.port,
+                path,
+                [b.encode() for b in bodies],
+                seconds,
+                headers=PUSH_HEADERS,
+                connections=self.plan.connections,
+            )
+            cpu, cores = meter.stop()
+            bad = sum(n for status, n in result.statuses.items() if status >= 300)
+            window = Window(
+                label,
+                f"Python closed loop, {self.plan.connections} connections (no wrk)",
+                len(result.latencies),
+                result.elapsed,
+                percentile(result.latencies, 50),
+                percentile(result.latencies, 99),
+                max(result.latencies, default=math.nan),
+                bad + result.errors,
+                cpu,
+                cores,
+            )
+        return window
+
+    async def opened(
+        self,
+        label: str,
+        server: procs.Server,
+        path: str,
+        bodies: list[str],
+        rate: float,
+        url: str | None,
+        over_capacity: bool = False,
+    ) -> Window:
+        before = await procs.outcomes(url) if url else {}
+        async with procs.backends_pinned(url, procs.LOAD_CPU) as new_backends:
+            meter = procs.Meter(server.pid)
+            result = await open_loop(
+                server.port,
+                path,
+                [b.encode() for b in bodies],
+                rate,
+                headers=PUSH_HEADERS,
+                connections=self.plan.open_loop_connections,
+            )
+            cpu, cores = meter.stop()
+        bad = sum(n for status, n in result.statuses.items() if status >= 300)
+        window = Window(
+            label,
+            f"open loop, {rate:g}/s",
+            result.completed,
+            result.elapsed,
+            result.percentile(50),
+            result.percentile(99),
+            max(result.latencies, default=math.nan),
+            bad + result.errors,
+            cpu,
+            cores,
+            rate=rate,
+            over_capacity=over_capacity,
+            dispatch_lag=result.max_dispatch_lag,
+            new_backends=len(new_backends),
+        )
+        if url:
+            window.outcomes = _delta(before, await procs.outcomes(url))
+        return window
+
+    # -- phases ------------------------------------------------------------------------------
+
+    async def count_round_trips(self, url: str, database: str) -> None:
+        print(f"bench: counting round trips on {database}", flush=True)
+        self.results.round_trips[database] = await roundtrips.count(url, database.lower()[:2])
+        if database == "PostgreSQL":
+            self.results.churn = await roundtrips.churn(url)
+
+    async def baseline(self, pg_url: str) -> None:
+        """The trivial endpoint (the yardstick) and the ladder of costs above it."""
+        print("bench: baseline and cost ladder", flush=True)
+        port = procs.free_port()
+        env = procs.python_env(BENCH_DSN=procs.plain_dsn(pg_url))
+        argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+        sample = _sample_pushes(500)
+        plan = self.plan
+        async with procs.server(
+            "baseline", argv, port=port, cpu=procs.SERVER_CPU, env=env, logs=self.logs
+        ) as srv:
+            await self.closed("warm-up", srv, "/trivial", sample, plan.warmup_seconds, None)
+            for path, label in (
+                ("/trivial", "trivial endpoint (baseline)"),
+                ("/form", "+ form parsing and merchantToken check"),
+                ("/asyncpg", "+ one INSERT, raw asyncpg pool"),
+                ("/sqlalchemy", "+ the same INSERT, SQLAlchemy async session"),
+                ("/sqlalchemy-preping", "+ the same, SQLAlchemy with pool_pre_ping (as app/db.py)"),
+            ):
+                window = await self.closed(label, srv, path, sample, plan.throughput_seconds, None)
+                self.results.baseline.append(window)
+                _show(window)
+            for rate in plan.rates:
+                n = int(rate * plan.open_loop_seconds)
+                window = await self.opened(
+                    f"trivial endpoint at {rate}/s",
+                    srv,
+                    "/trivial",
+                    (sample * (n // len(sample) + 1))[:n],
+                    rate,
+                    None,
+                )
+                self.results.baseline_open_loop.append(window)
+                _show(window)
+
+    async def config(self, url: str, database: str, inquiry: bool, registration: bool) -> None:
+        config = Config(database, inquiry)
+        self.results.configs.append(config)
+        print(f"bench: {config.name}", flush=True)
+        plan, tag = self.plan, f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
+        sim_port, port = procs.free_port(), procs.free_port()
+        sim_argv = [sys.executable, "-m", "simulator", "--port", str(sim_port)]
+        env = procs.python_env(
+            DATABASE_URL=url,
+            NICEPAY_BASE_URL=f"http://127.0.0.1:{sim_port}",
+            NICEPAY_ALLOWED_IPS="127.0.0.1/32",
+            STOREFRONT_API_KEYS=pushes.STOREFRONT_KEY,
+            NICEPAY_VERIFY_WITH_INQUIRY="true" if inquiry else "false",
+            PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+            LOG_LEVEL="WARNING",
+            RECONCILE_INTERVAL_SECONDS="0",
+            MERCHANT_WEBHOOK_URL="",
+            APP_ENV="development",
+        )
+        service_argv = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+        name = f"{database.lower()}-{'inquiry' if inquiry else 'no-inquiry'}"
+        async with (
+            procs.server(
+                f"simulator-{name}",
+                sim_argv,
+                port=sim_port,
+                cpu=procs.LOAD_CPU,
+                env=procs.python_env(),
+                logs=self.logs,
+                ready_path="/sim/stats",
+            ),
+            procs.server(
+                f"service-{name}",
+                service_argv,
+                port=port,
+                cpu=procs.SERVER_CPU,
+                env=env,
+                logs=self.logs,
+                ready_path="/readyz",
+            ) as service,
+        ):
+            if registration:
+                self.results.registration.append(
+                    await self.registration_latency(database, port, sim_port, f"{tag}r")
+                )
+
+            async def pool(label: str, count: int) -> list[str]:
+                payments = await pushes.register_pool(port, f"{tag}{label}", count)
+                if inquiry:
+                    await pushes.settle_in_simulator(sim_port, payments)
+                return [pushes.deposit_form(p) for p in payments]
+
+            warm = await pool("w", plan.warm_payments)
+            # Every warm payment paid once, so the duplicates window holds duplicates only.
+            await fan_out(port, [("POST", NOTIFY_PATH, b.encode(), PUSH_HEADERS) for b in warm], 16)
+            await self.closed("warm-up", service, NOTIFY_PATH, warm, plan.warmup_seconds, url)
+            config.duplicates = await self.closed(
+                "duplicate deposits (already paid)",
+                service,
+                NOTIFY_PATH,
+                warm,
+                plan.throughput_seconds,
+                url,
+            )
+            _show(config.duplicates)
+            guess = max(config.duplicates.rps, 50.0)
+            size = min(plan.pool_cap, max(200, int(guess * plan.throughput_seconds * 1.5)))
+            seconds = min(plan.throughput_seconds, size / guess / 1.2)
+            fresh = await pool("t", size)
+            config.first_deposits = await self.closed(
+                "first deposits", service, NOTIFY_PATH, fresh, seconds, url
+            )
+            _show(config.first_deposits)
+            capacity = config.first_deposits.rps
+            for rate in plan.rates:
+                over = rate > capacity
+                n = int(rate * (plan.overload_seconds if over else plan.open_loop_seconds))
+                if over:  # bounded so the backlog drains in a few seconds
+                    n = min(n, int(max(capacity, 20.0) * plan.overload_seconds * 2.5))
+                bodies = await pool(f"o{rate}-", n)
+                window = await self.opened(
+                    f"first deposits at {rate}/s", service, NOTIFY_PATH, bodies, rate, url, over
+                )
+                config.open_loop.append(window)
+                _show(window)
+            if not inquiry and self.results.py_spy:
+                await self.profile(
+                    config,
+                    service,
+                    url,
+                    await pool(
+                        "p", min(plan.pool_cap, int(capacity * plan.profile_seconds * 1.5) + 100)
+                    ),
+                )
+
+    async def profile(
+        self, config: Config, service: procs.Server, url: str, bodies: list[str]
+    ) -> None:
+        assert self.results.py_spy is not None
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"profile-{config.database.lower()}-notification.txt"
+        seconds = self.plan.profile_seconds
+        sampler = profiling.record(self.results.py_spy, service.pid, seconds + 0.5, out)
+        await asyncio.sleep(0.3)  # py-spy attaches before the load starts
+        config.profile_window = await self.closed(
+            "first deposits under py-spy", service, NOTIFY_PATH, bodies, seconds, url
+        )
+        try:
+            await asyncio.wait_for(asyncio.to_thread(sampler.wait), 30)
+        except TimeoutError:
+            sampler.kill()
+        if out.exists():
+            config.profile = profiling.summarise(out)
+            config.profile_file = str(out.relative_to(procs.ROOT))
+        else:
+            self.results.notes.append(f"py-spy wrote no profile for {config.name}")
+
+    async def registration_latency(
+        self, database: str, port: int, sim_port: int, tag: str
+    ) -> RegistrationLatency:
+        """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator."""
+        result = RegistrationLatency(database, [], [])
+        service, simulator = Connection(port), Connection(sim_port)
+        db_process_url = f"http://127.0.0.1:{port}{NOTIFY_PATH}"
+        warm = 10
+        try:
+            for i in range(warm + self.plan.registration_samples):
+                body = pushes.registration_body(f"{tag}-{i}", 10_000 + i)
+                started = time.perf_counter()
+                answer = await service.request(
+                    "POST", pushes.PAYMENTS_PATH, body, pushes.JSON_HEADERS
+                )
+                took = time.perf_counter() - started
+                if answer.status != 201:
+                    raise RuntimeError(f"registration: {answer.status} {answer.body[:200]!r}")
+                if i >= warm:
+                    result.service.append(took)
+                form = pushes.nicepay_registration_form(f"{tag}-d{i}", 10_000 + i, db_process_url)
+                started = time.perf_counter()
+                answer = await simulator.request(
+                    "POST", pushes.REGISTER_PATH, form, {"Content-Type": FORM}
+                )
+                took = time.perf_counter() - started
+                if answer.status != 200 or json.loads(answer.body).get("resultCd") != "0000":
+                    raise RuntimeError(f"simulator registration: {answer.body[:200]!r}")
+                if i >= warm:
+                    result.simulator.append(took)
+        finally:
+            await service.close()
+            await simulator.close()
+        print(
+            f"  registration p50 service {result.p('service', 50) * 1000:.2f} ms, "
+            f"simulator {result.p('simulator', 50) * 1000:.2f} ms",
+            flush=True,
+        )
+        return result
+
+
+def _sample_pushes(n: int) -> list[str]:
+    """Valid-looking pushes for the yardsticks (tokens right; no payment behind them)."""
+    from datetime import timedelta
+
+    from app.nicepay.wib import now_utc
+
+    now = now_utc()
+    return [
+        pushes.deposit_form(
+            Registered(
+                f"BASE-{i}",
+                f"IONPAYTEST03{i:018d}",
+                10_000 + i,
+                "ALMA",
+                f"0{i:011d}",
+                now + timedelta(days=1),
+                now,
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
+    }
+
+
+def _show(w: Window) -> None:
+    print(
+        f"  {w.label:<58} {w.rps:8.0f} req/s  p50 {w.p50 * 1000:7.2f} ms  p99 {w.p99 * 1000:8.2f} ms"
+        f"  errors {w.errors}  server cpu {w.server_cpu * 100:3.0f}%  {w.outcomes or ''}",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace) -> Results:
+    plan = QUICK if args.quick else FULL
+    if args.rates:
+        plan = Plan(**{**asdict(plan), "rates": tuple(args.rates)})
+    results = Results(started=time.time(), quick=args.quick, plan=plan)
+    # Ctrl-C or a kill cancels the run, so every server is stopped and the database dropped.
+    main_task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    if main_task is not None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, main_task.cancel)
+    procs.pin_self(procs.LOAD_CPU)
+    results.idle_cores = await procs.busy_before()
+    if max(results.idle_cores, default=0) > 0.2:
+        print(
+            "bench: warning: the machine is busy before the run ("
+            + " / ".join(f"{b * 100:.0f}%" for b in results.idle_cores)
+            + " per core): figures will be noisy",
+            flush=True,
+        )
+    results.machine = procs.machine()
+    results.machine["postgresql"] = await procs.postgres_version()
+    results.machine.update(procs.versions())
+    results.wrk = tools.ensure_wrk()
+    if not results.wrk:
+        results.notes.append(
+            "wrk was not available: closed-loop figures come from the Python generator."
+        )
+    results.py_spy = None if args.no_profile else tools.ensure_py_spy()
+    with tempfile.TemporaryDirectory(prefix="nicepay-bench-") as tmp:
+        work = Path(tmp)
+        bench = Bench(plan, results, work)
+        try:
+            async with procs.postgres_database() as pg_url:
+                await asyncio.to_thread(procs.migrate, pg_url, bench.logs)
+                await bench.count_round_trips(pg_url, "PostgreSQL")
+                await bench.baseline(pg_url)
+                for inquiry in (False, True):
+                    await bench.config(pg_url, "PostgreSQL", inquiry, registration=not inquiry)
+            with procs.sqlite_database(work) as sqlite_url:
+                await asyncio.to_thread(procs.migrate, sqlite_url, bench.logs)
+                await bench.count_round_trips(sqlite_url, "SQLite")
+                for inquiry in (False, True):
+                    await bench.config(sqlite_url, "SQLite", inquiry, registration=not inquiry)
+        except BaseException:
+            _keep_logs(bench.logs)
+            raise
+    results.finished = time.time()
+    results.machine["load_average_after"] = procs.machine()["load_average"]
+    return results
+
+
+def _keep_logs(logs: Path) -> None:
+    keep = tools.CACHE / "logs"
+    with contextlib.suppress(OSError):
+        keep.mkdir(parents=True, exist_ok=True)
+        for log in logs.glob("*.log"):
+            (keep / log.name).write_bytes(log.read_bytes())
+        print(f"bench: server logs kept in {keep}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short windows: a smoke test (~2 min)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=procs.ROOT / "docs" / "BENCHMARKS.md",
+        help="where to write the report (default docs/BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="open-loop rates in req/s (default 250 500 1000)",
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help=f"rewrite the report from the last run's results ({LAST_RUN.name}) without measuring",
+    )
+    args = parser.parse_args(argv)
+    if args.report_only:
+        results: Results = pickle.loads(LAST_RUN.read_bytes())  # our own file, from a run here
+    else:
+        try:
+            results = uvloop.run(run(args))
+        except asyncio.CancelledError:
+            print("bench: cancelled; servers stopped, bench database dropped", file=sys.stderr)
+            raise SystemExit(130) from None
+        LAST_RUN.parent.mkdir(parents=True, exist_ok=True)
+        LAST_RUN.write_bytes(pickle.dumps(results))
+    write_report(results, args.out)
+    took = (
+        "from the last run"
+        if args.report_only
+        else f"in {results.finished - results.started:.0f} s"
+    )
+    print(f"bench: wrote {args.out} {took}")
