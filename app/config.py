@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     app_env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./nicepay_cvs.db"
-    database_pool_size: int = 10
+    database_pool_size: int = 20
 
     nicepay_base_url: str = "https://dev.nicepay.co.id"
     nicepay_imid: str = SANDBOX_IMID

@@ -61,7 +61,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A fixed pool (no overflow churn: a new asyncpg connection re-prepares every statement)
+    # and no pre-ping (three round trips per checkout): a connection that died with the
+    # server fails one request with 503, is invalidated, and the next checkout is fresh.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -15,7 +15,9 @@ from app.nicepay.codes import is_numeric
 from app.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` although they do no I/O: a plain `def` runs on the thread
+# pool, one thread hop per dependency per request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -23,7 +25,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings_dep(runtime: RuntimeDep) -> Settings:
+async def get_settings_dep(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
@@ -44,7 +46,7 @@ def storefront_key_problem(settings: Settings, authorization: str | None) -> str
     return None if matched else "wrong bearer key"
 
 
-def require_storefront_key(
+async def require_storefront_key(
     settings: SettingsDep,
     # Declared for the OpenAPI security scheme; the header is checked below (and, earlier,
     # by StorefrontGate).
