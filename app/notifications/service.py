@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,26 +93,35 @@ class _Verdict:
     checks: dict[str, str] = field(default_factory=dict)
     payment: Payment | None = None
 
-    def row(self, outcome: Outcome, http_status: int, reason: str | None) -> Notification:
+    async def insert(
+        self, session: AsyncSession, outcome: Outcome, http_status: int, reason: str | None
+    ) -> Reply:
+        """Append the ledger row (a Core INSERT ... RETURNING id: no unit-of-work flush)."""
         f = self.inbound.fields
-        return Notification(
-            received_at=self.inbound.received_at,
-            peer_ip=self.inbound.peer_ip,
-            client_ip=str(self.inbound.client_ip) if self.inbound.client_ip else None,
-            user_agent=printable(self.inbound.user_agent or "")[:255] or None,
-            txid=(f.get("tXid") or "")[:64] or None,
-            reference_no=(f.get("referenceNo") or "")[:64] or None,
-            amt=(f.get("amt") or "")[:32] or None,
-            status=(f.get("status") or "")[:8] or None,
-            fields=f,
-            token_sha256=self.inbound.token_digest,
-            checks=self.checks,
-            outcome=outcome,
-            reason=reason[:255] if reason else None,
-            http_status=http_status,
-            payment_id=self.payment.id if self.payment else None,
-            replay_of=self.inbound.replay_of,
+        row_id = await session.scalar(
+            insert(Notification)
+            .values(
+                received_at=self.inbound.received_at,
+                peer_ip=self.inbound.peer_ip,
+                client_ip=str(self.inbound.client_ip) if self.inbound.client_ip else None,
+                user_agent=printable(self.inbound.user_agent or "")[:255] or None,
+                txid=(f.get("tXid") or "")[:64] or None,
+                reference_no=(f.get("referenceNo") or "")[:64] or None,
+                amt=(f.get("amt") or "")[:32] or None,
+                status=(f.get("status") or "")[:8] or None,
+                fields=f,
+                token_sha256=self.inbound.token_digest,
+                checks=self.checks,
+                outcome=outcome,
+                reason=reason[:255] if reason else None,
+                http_status=http_status,
+                payment_id=self.payment.id if self.payment else None,
+                replay_of=self.inbound.replay_of,
+            )
+            .returning(Notification.id)
         )
+        assert row_id is not None
+        return Reply(http_status, OK if http_status == 200 else reason or "", outcome, row_id)
 
     def fail(self, check: str) -> None:
         self.checks[check] = "fail"
@@ -169,18 +178,18 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
         verdict.payment = await session.scalar(select(Payment).where(Payment.txid == f["tXid"]))
         problem = _static_checks(verdict)
         if problem:
-            row = await _quarantine_row(session, verdict, problem)
+            reply = await _quarantine_row(session, verdict, problem)
             await session.commit()
-            return _replied(row)
+            return reply
         payment = verdict.payment
         assert payment is not None
         late = deposit and payment.status == S.EXPIRED
         confirm = settings.nicepay_verify_with_inquiry or late
         if not (confirm and payment.status in TRANSITIONS[target]):
             # Nothing to ask NICEPAY (a duplicate, a misfit, or inquiry off): one transaction.
-            row = await _apply(session, verdict, target, late=False)
+            reply = await _apply(session, verdict, target, late=False)
             await session.commit()
-            return _replied(row)
+            return reply
         await session.commit()  # no transaction stays open across the inquiry
 
     try:
@@ -205,13 +214,9 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
         return await _quarantine(runtime, verdict, why)
     verdict.checks["inquiry"] = "pass"
     async with runtime.sessions() as session:
-        row = await _apply(session, verdict, target, late=late)
+        reply = await _apply(session, verdict, target, late=late)
         await session.commit()
-    return _replied(row)
-
-
-def _replied(row: Notification) -> Reply:
-    return Reply(200, OK, Outcome(row.outcome), row.id)
+    return reply
 
 
 def inquiry_agrees(
@@ -268,7 +273,7 @@ def _static_checks(verdict: _Verdict) -> str | None:
 
 async def _apply(
     session: AsyncSession, verdict: _Verdict, target: PaymentStatus, *, late: bool
-) -> Notification:
+) -> Reply:
     """Compare-and-set, then the ledger row with the outcome it earned (caller commits)."""
     payment = verdict.payment
     assert payment is not None
@@ -279,17 +284,16 @@ async def _apply(
         session, payment.id, target, now, {"paid_late": True} if late else None, sources
     )
     if changed is not None:
-        row = verdict.row(Outcome.APPLIED, 200, "late deposit (after expiry)" if late else None)
-        session.add(row)
-        await session.flush()
+        reason = "late deposit (after expiry)" if late else None
+        reply = await verdict.insert(session, Outcome.APPLIED, 200, reason)
         detail = {"late": True} if late else None
-        await record_event(session, changed, target, EventSource.NOTIFICATION, now, detail, row.id)
-        return row
+        await record_event(
+            session, changed, target, EventSource.NOTIFICATION, now, detail, reply.notification_id
+        )
+        return reply
     current = await session.scalar(select(Payment.status).where(Payment.id == payment.id))
     if current == target:
-        row = verdict.row(Outcome.DUPLICATE, 200, f"already {target}")
-        session.add(row)
-        return row
+        return await verdict.insert(session, Outcome.DUPLICATE, 200, f"already {target}")
     return await _quarantine_row(
         session, verdict, _misfit(verdict.inbound.fields["status"], current)
     )
@@ -301,29 +305,29 @@ def _misfit(status: str, current: str | None) -> str:
     return f"deposit for a payment that is {current}"
 
 
-async def _quarantine_row(session: AsyncSession, verdict: _Verdict, reason: str) -> Notification:
-    row = verdict.row(Outcome.QUARANTINED, 200, reason)
-    session.add(row)
-    await session.flush()
+async def _quarantine_row(session: AsyncSession, verdict: _Verdict, reason: str) -> Reply:
+    reply = await verdict.insert(session, Outcome.QUARANTINED, 200, reason)
     if verdict.payment is not None:
         await record_event(
             session,
             verdict.payment,
             "quarantined",
             EventSource.NOTIFICATION,
-            row.received_at,
-            {"reason": reason, "notification_id": row.id},
-            row.id,
+            verdict.inbound.received_at,
+            {"reason": reason, "notification_id": reply.notification_id},
+            reply.notification_id,
         )
-    return row
+    return reply
 
 
 async def _quarantine(runtime: Runtime, verdict: _Verdict, reason: str) -> Reply:
     async with runtime.sessions() as session:
-        row = await _quarantine_row(session, verdict, reason)
+        reply = await _quarantine_row(session, verdict, reason)
         await session.commit()
-    log.warning("notification quarantined: %s", reason, extra={"notification_id": row.id})
-    return Reply(200, OK, Outcome.QUARANTINED, row.id)
+    log.warning(
+        "notification quarantined: %s", reason, extra={"notification_id": reply.notification_id}
+    )
+    return reply
 
 
 async def _reject(runtime: Runtime, verdict: _Verdict, http_status: int, reason: str) -> Reply:
@@ -334,17 +338,16 @@ async def _reject(runtime: Runtime, verdict: _Verdict, http_status: int, reason:
         reason,
         extra={"client_ip": str(verdict.inbound.client_ip)},
     )
-    return Reply(http_status, reason, Outcome.REJECTED, reply.notification_id)
+    return reply
 
 
 async def _record(
     runtime: Runtime, verdict: _Verdict, outcome: Outcome, http_status: int, reason: str
 ) -> Reply:
     async with runtime.sessions() as session:
-        row = verdict.row(outcome, http_status, reason)
-        session.add(row)
+        reply = await verdict.insert(session, outcome, http_status, reason)
         await session.commit()
-    return Reply(http_status, OK if http_status == 200 else reason, outcome, row.id)
+    return reply
 
 
 def ledger_view(row: Notification) -> dict[str, Any]:
