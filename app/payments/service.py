@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
+from app.db import Base
 from app.errors import Conflict, NicepayDown, NicepayRejected, NicepayTimeout, NotFound
 from app.models import EventSource, Payment, PaymentEvent, PaymentStatus
 from app.nicepay.client import NicepayError, NicepayUnavailable
@@ -38,6 +39,7 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     S.CANCELLED: frozenset({S.PENDING}),
 }
 EVENT_TYPES = {S.PENDING: "registered"}
+_EVENT_INSERT = insert(Base.metadata.tables[PaymentEvent.__tablename__])
 
 
 def event_type(status: PaymentStatus) -> str:
@@ -107,16 +109,17 @@ async def record_event(
     """Append to the payment's history and, in the same transaction, to the outbox."""
     if isinstance(type_, PaymentStatus):
         type_ = event_type(type_)
-    # A Core INSERT: a third of the ORM's add-and-flush cost, on the notification hot path.
+    # A Core INSERT built once: a fraction of the ORM's add-and-flush on the hot path.
     await session.execute(
-        insert(PaymentEvent).values(
-            payment_id=payment.id,
-            type=type_,
-            source=source,
-            at=at,
-            detail=detail,
-            notification_id=notification_id,
-        )
+        _EVENT_INSERT,
+        {
+            "payment_id": payment.id,
+            "type": type_,
+            "source": source,
+            "at": at,
+            "detail": detail,
+            "notification_id": notification_id,
+        },
     )
     await outbox.enqueue(session, payment, type_, at)
 
