@@ -70,6 +70,9 @@ def create_app(
         docs_url="/docs" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        # The service has its own logs and Prometheus metrics; FastAPI's built-in
+        # OpenTelemetry would add per-request work (and could export exception text).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handler(app)
     app.include_router(payments_router)
