@@ -31,6 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVER_CPU, LOAD_CPU = 0, 1
 
+# The packages whose versions the report names.
+PACKAGES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "sqlalchemy",
+    "asyncpg",
+    "aiosqlite",
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -319,16 +331,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"sqlite": sqlite3.sqlite_version}
-    for package in (
-        "fastapi",
-        "starlette",
-        "uvicorn",
-        "uvloop",
-        "httptools",
-        "sqlalchemy",
-        "asyncpg",
-        "aiosqlite",
-    ):
+    for package in PACKAGES:
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return found

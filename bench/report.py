@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.procs import PACKAGES
 from bench.profile import Profile
 
 if TYPE_CHECKING:
@@ -310,20 +311,7 @@ def _category_line(p: Profile) -> str:
 
 def _machine(r: "Results") -> list[str]:
     m = r.machine
-    packages = ", ".join(
-        f"{k} {m[k]}"
-        for k in (
-            "fastapi",
-            "starlette",
-            "uvicorn",
-            "uvloop",
-            "httptools",
-            "sqlalchemy",
-            "asyncpg",
-            "aiosqlite",
-        )
-        if k in m
-    )
+    packages = ", ".join(f"{k} {m[k]}" for k in PACKAGES if k in m)
     return [
         "",
         "## Machine",
