@@ -251,3 +251,18 @@ async def test_length_prefixed_answer_is_parsed(stack: Stack) -> None:
     body = await stack.register()
     assert body["status"] == "pending"
     assert body["pay_no"]
+
+
+async def test_key_is_checked_before_the_body_is_read(stack: Stack) -> None:
+    async with stack.nicepay("198.51.100.9") as anonymous:
+        response = await anonymous.post(
+            PAYMENTS, content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 401  # not 400/422: nobody unauthenticated gets a parser
+
+
+async def test_oversized_storefront_body_is_413(stack: Stack) -> None:
+    response = await stack.client.post(PAYMENTS, json=payment_body(goods_name="x" * 70_000))
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
+    assert stack.sim.calls["onePass.do"] == 0
