@@ -143,6 +143,7 @@ async def receive(runtime: Runtime, inbound: Inbound) -> Reply:
             "database unavailable: notification NOT recorded, answering 503",
             extra={"txid": inbound.fields.get("tXid"), "client_ip": str(inbound.client_ip)},
         )
+        metrics.NOTIFICATIONS.labels("unrecorded_503").inc()
         return Reply(503, "database unavailable, try again")
     if reply.outcome is not None:
         metrics.NOTIFICATIONS.labels(reply.outcome.value).inc()
