@@ -128,6 +128,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 SIM_ACTIONS = {
     "pay": "customer pays at the till; NICEPAY pushes the deposit (status 0)",
+    "duplicate": "like pay, but NICEPAY sends the deposit twice at once (--copies, at least 2)",
     "reverse": "the deposit is reversed; NICEPAY pushes status 1",
     "settle": "customer pays but the push is lost (only the reconciler can find out)",
     "expire": "NICEPAY marks the code expired (inquiry status 4); nothing is pushed",
@@ -146,8 +147,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 found = sim.get("/sim/transactions", params={"reference_no": args.payment})
                 txids = [tx["tXid"] for tx in found.json()] if found.is_success else []
                 txid = txids[0] if len(txids) == 1 else args.payment
-            params = {"copies": args.copies} if args.action in ("pay", "reverse") else {}
-            response = sim.post(f"/sim/transactions/{txid}/{args.action}", params=params)
+            action, copies = args.action, args.copies
+            if action == "duplicate":
+                action, copies = "pay", max(2, copies)
+            params = {"copies": copies} if action in ("pay", "reverse") else {}
+            response = sim.post(f"/sim/transactions/{txid}/{action}", params=params)
     except httpx.HTTPError as exc:
         print(f"simulate: the simulator at {base} did not answer ({exc!r})", file=sys.stderr)
         return 1
@@ -439,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = "actions:\n" + "\n".join(f"  {k:<8} {v}" for k, v in SIM_ACTIONS.items())
     p.add_argument("action", choices=list(SIM_ACTIONS), help="what happens at NICEPAY")
     p.add_argument("payment", help="the payment's reference_no or tXid")
-    p.add_argument("--copies", type=int, default=1, help="pushes sent at once (pay, reverse)")
+    p.add_argument(
+        "--copies", type=int, default=1, help="pushes sent at once (pay, duplicate, reverse)"
+    )
     p.add_argument("--simulator-url", help="the simulator (default NICEPAY_BASE_URL)")
 
     p = add("replay", cmd_replay, "Re-run a recorded notification through today's checks.")

@@ -140,7 +140,7 @@ async def test_serve_simulate_pay_twice_replay_reverse_doctor(
         env = service_settings(process_db, simulator, service.port)
         code = await register(service)
 
-        pay = await run_cli("simulate", "pay", code["reference_no"], "--copies", "2", **env)
+        pay = await run_cli("simulate", "duplicate", code["reference_no"], **env)
         assert pay.returncode == 0, pay.stderr
         assert [p["body"] for p in json.loads(pay.stdout)["pushes"]] == ["OK", "OK"]
         assert (await payment(service, code["reference_no"]))["status"] == "paid"
