@@ -126,10 +126,7 @@ async def record_event(
 
 async def get_payment(runtime: Runtime, reference_no: str) -> PaymentRead:
     async with runtime.sessions() as session:
-        payment = await session.scalar(select(Payment).where(Payment.reference_no == reference_no))
-        if payment is None:
-            raise NotFound(f"no payment with reference_no {reference_no!r}")
-        return await load_resource(session, payment)
+        return await load_resource(session, await _get(session, reference_no))
 
 
 # --- registration -----------------------------------------------------------------------
