@@ -8,9 +8,10 @@ transaction as the change; a unique index on (payment, event type) backs it up.
 """
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +69,22 @@ async def transition(
     return payment
 
 
+@lru_cache(maxsize=64)
+def _cas_statement(columns: tuple[str, ...]) -> Update:
+    """The compare-and-set UPDATE for one set of changed columns, built once (building a
+    statement per call costs more than running it)."""
+    return (
+        update(Payment)
+        .where(
+            Payment.id == bindparam("payment_id"),
+            Payment.status.in_(bindparam("allowed", expanding=True)),
+        )
+        .values({column: bindparam(column) for column in columns})
+        .returning(Payment)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def compare_and_set(
     session: AsyncSession,
     payment_id: int,
@@ -84,14 +101,9 @@ async def compare_and_set(
     changes: dict[str, Any] = {"status": to, "updated_at": at, **(values or {})}
     if to is S.PAID:
         changes.setdefault("paid_at", at)
-    stmt = (
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status.in_(allowed))
-        .values(**changes)
-        .returning(Payment)
-        .execution_options(synchronize_session=False)
-    )
-    payment = (await session.execute(stmt)).scalar_one_or_none()
+    params = {**changes, "payment_id": payment_id, "allowed": sorted(allowed)}
+    result = await session.execute(_cas_statement(tuple(sorted(changes))), params)
+    payment = result.scalar_one_or_none()
     if payment is not None:
         metrics.TRANSITIONS.labels(to.value).inc()
     return payment
