@@ -11,6 +11,7 @@ from app import metrics
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.nicepay.client import NicepayClient
+from app.notifications.store import NotificationStore, open_store
 from app.webhooks.outbox import WEBHOOKS_ENABLED
 
 
@@ -21,6 +22,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     nicepay: NicepayClient
     webhook_http: httpx.AsyncClient
+    store: NotificationStore  # the notification path's statements, on the driver
     migration_head: str | None = None
 
 
@@ -52,7 +54,11 @@ async def open_runtime(
         sessions = create_sessionmaker(
             engine, info={WEBHOOKS_ENABLED: bool(settings.merchant_webhook_url)}
         )
-        yield Runtime(settings, engine, sessions, nicepay, webhook_http)
+        store = open_store(engine, settings.database_pool_size)
+        try:
+            yield Runtime(settings, engine, sessions, nicepay, webhook_http, store)
+        finally:
+            await store.close()
     finally:
         await nicepay_http.aclose()
         await webhook_http.aclose()

@@ -2,8 +2,10 @@
 
 Order of work: checks that need nothing (source IP, form, token) → a read of the payment
 → the status inquiry when the push would change something (outside any transaction) →
-one write transaction: the compare-and-set transition, the ledger row, the event and the
-outbox row. The reply goes out only after that commit.
+one atomic write: the compare-and-set from the status that was read, the ledger row, the
+event and the outbox row (app/notifications/store.py). If the status moved in between,
+nothing is written and the push is decided again from a fresh read. The reply goes out
+only after that write has committed.
 """
 
 import hashlib
@@ -13,13 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app import metrics
-from app.db import Base
-from app.models import EventSource, Notification, Outcome, Payment, PaymentStatus
+from app.models import EventSource, Notification, Outcome, PaymentStatus
 from app.nicepay import tokens
 from app.nicepay.client import NicepayError, NicepayUnavailable
 from app.nicepay.codes import (
@@ -32,8 +29,11 @@ from app.nicepay.codes import (
 )
 from app.nicepay.wib import now_utc
 from app.notifications.client_ip import IP, in_networks
-from app.payments.service import TRANSITIONS, compare_and_set, record_event
+from app.notifications.store import Change, StoreUnavailable, Write
+from app.payments.schemas import EventRead, PaymentRead
+from app.payments.service import TRANSITIONS, event_row, status_change
 from app.runtime import Runtime
+from app.webhooks.outbox import outbox_row
 
 log = logging.getLogger(__name__)
 
@@ -86,48 +86,34 @@ def split_token(fields: dict[str, str]) -> tuple[dict[str, str], str | None]:
     return kept, token_digest(token) if token else None
 
 
-# Built once: building a statement per request (coercing every value) costs more than running it.
-_LEDGER = Base.metadata.tables[Notification.__tablename__]
-_LEDGER_INSERT = insert(_LEDGER).returning(_LEDGER.c.id)
-_PAYMENT_BY_TXID = select(Payment).where(Payment.txid == bindparam("txid"))
-
-
 @dataclass
 class _Verdict:
     """The ledger row being built: each check's verdict, then the outcome."""
 
     inbound: Inbound
     checks: dict[str, str] = field(default_factory=dict)
-    payment: Payment | None = None
+    payment: dict[str, Any] | None = None  # the payments row, as last read
 
-    async def insert(
-        self, session: AsyncSession, outcome: Outcome, http_status: int, reason: str | None
-    ) -> Reply:
-        """Append the ledger row (a Core INSERT ... RETURNING id: no unit-of-work flush)."""
+    def row(self, outcome: Outcome, http_status: int, reason: str | None) -> dict[str, Any]:
         f = self.inbound.fields
-        row_id = await session.scalar(
-            _LEDGER_INSERT,
-            {
-                "received_at": self.inbound.received_at,
-                "peer_ip": self.inbound.peer_ip,
-                "client_ip": str(self.inbound.client_ip) if self.inbound.client_ip else None,
-                "user_agent": printable(self.inbound.user_agent or "")[:255] or None,
-                "txid": (f.get("tXid") or "")[:64] or None,
-                "reference_no": (f.get("referenceNo") or "")[:64] or None,
-                "amt": (f.get("amt") or "")[:32] or None,
-                "status": (f.get("status") or "")[:8] or None,
-                "fields": f,
-                "token_sha256": self.inbound.token_digest,
-                "checks": self.checks,
-                "outcome": outcome,
-                "reason": reason[:255] if reason else None,
-                "http_status": http_status,
-                "payment_id": self.payment.id if self.payment else None,
-                "replay_of": self.inbound.replay_of,
-            },
-        )
-        assert row_id is not None
-        return Reply(http_status, OK if http_status == 200 else reason or "", outcome, row_id)
+        return {
+            "received_at": self.inbound.received_at,
+            "peer_ip": self.inbound.peer_ip,
+            "client_ip": str(self.inbound.client_ip) if self.inbound.client_ip else None,
+            "user_agent": printable(self.inbound.user_agent or "")[:255] or None,
+            "txid": (f.get("tXid") or "")[:64] or None,
+            "reference_no": (f.get("referenceNo") or "")[:64] or None,
+            "amt": (f.get("amt") or "")[:32] or None,
+            "status": (f.get("status") or "")[:8] or None,
+            "fields": f,
+            "token_sha256": self.inbound.token_digest,
+            "checks": self.checks,
+            "outcome": outcome,
+            "reason": reason[:255] if reason else None,
+            "http_status": http_status,
+            "payment_id": self.payment["id"] if self.payment else None,
+            "replay_of": self.inbound.replay_of,
+        }
 
     def fail(self, check: str) -> None:
         self.checks[check] = "fail"
@@ -138,7 +124,7 @@ async def receive(runtime: Runtime, inbound: Inbound) -> Reply:
     """Every push ends here and leaves one ledger row, or gets 503 with nothing acknowledged."""
     try:
         reply = await _receive(runtime, inbound)
-    except (SQLAlchemyError, OSError, TimeoutError):
+    except StoreUnavailable:
         log.exception(
             "database unavailable: notification NOT recorded, answering 503",
             extra={"txid": inbound.fields.get("tXid"), "client_ip": str(inbound.client_ip)},
@@ -148,6 +134,11 @@ async def receive(runtime: Runtime, inbound: Inbound) -> Reply:
     if reply.outcome is not None:
         metrics.NOTIFICATIONS.labels(reply.outcome.value).inc()
     return reply
+
+
+# A lost compare-and-set means the status moved on; statuses only move forward, a few
+# steps at most, so re-reading converges long before this.
+MAX_READS = 8
 
 
 async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
@@ -181,27 +172,40 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
 
     deposit = f["status"] == str(NotificationStatus.DEPOSIT.value)
     target = S.PAID if deposit else S.REVERSED
-    async with runtime.sessions() as session:
-        verdict.payment = await session.scalar(_PAYMENT_BY_TXID, {"txid": f["tXid"]})
+    confirmed = False
+    for _ in range(MAX_READS):
+        verdict.payment = await runtime.store.payment_by_txid(f["tXid"])
         problem = _static_checks(verdict)
         if problem:
-            reply = await _quarantine_row(session, verdict, problem)
-            await session.commit()
-            return reply
+            return await _quarantine(runtime, verdict, problem)
         payment = verdict.payment
         assert payment is not None
-        late = deposit and payment.status == S.EXPIRED
-        confirm = settings.nicepay_verify_with_inquiry or late
-        if not (confirm and payment.status in TRANSITIONS[target]):
-            # Nothing to ask NICEPAY (a duplicate, a misfit, or inquiry off): one transaction.
-            reply = await _apply(session, verdict, target, late=False)
-            await session.commit()
+        seen = S(payment["status"])
+        if seen == target:
+            return await _record(runtime, verdict, Outcome.DUPLICATE, 200, f"already {target}")
+        if seen not in TRANSITIONS[target]:
+            return await _quarantine(runtime, verdict, _misfit(f["status"], seen))
+        # Only a confirmed late deposit may move an expired code to paid.
+        late = deposit and seen == S.EXPIRED
+        if (settings.nicepay_verify_with_inquiry or late) and not confirmed:
+            # Asked outside any transaction; the write below is guarded by the status read.
+            refusal = await _confirm(runtime, verdict, deposit)
+            if refusal is not None:
+                return refusal
+            confirmed = True
+        reply = await _apply(runtime, verdict, seen, target, late=late)
+        if reply is not None:
             return reply
-        await session.commit()  # no transaction stays open across the inquiry
+    raise RuntimeError(f"payment {f['tXid']} kept changing while a push was applied")
 
+
+async def _confirm(runtime: Runtime, verdict: _Verdict, deposit: bool) -> Reply | None:
+    """Ask NICEPAY's status inquiry; None when it backs the push, else the recorded reply."""
+    payment = verdict.payment
+    assert payment is not None
     try:
         inquiry = await runtime.nicepay.inquire(
-            payment.txid or "", payment.reference_no, payment.amount
+            payment["txid"] or "", payment["reference_no"], payment["amount"]
         )
     except NicepayUnavailable as exc:
         verdict.checks["inquiry"] = "unreachable"
@@ -215,15 +219,12 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
     except NicepayError as exc:
         verdict.fail("inquiry")
         return await _quarantine(runtime, verdict, f"status inquiry refused: {exc.result_cd}")
-    agrees, why = inquiry_agrees(deposit, payment.amount, inquiry.status, inquiry.amt)
+    agrees, why = inquiry_agrees(deposit, payment["amount"], inquiry.status, inquiry.amt)
     if not agrees:
         verdict.fail("inquiry")
         return await _quarantine(runtime, verdict, why)
     verdict.checks["inquiry"] = "pass"
-    async with runtime.sessions() as session:
-        reply = await _apply(session, verdict, target, late=late)
-        await session.commit()
-    return reply
+    return None
 
 
 def inquiry_agrees(
@@ -256,16 +257,13 @@ def _static_checks(verdict: _Verdict) -> str | None:
     if payment is None:
         verdict.fail("payment")
         return "unknown tXid (valid token)"
-    if f["referenceNo"] != payment.reference_no:
+    if f["referenceNo"] != payment["reference_no"]:
         verdict.fail("payment")
         return "tXid and referenceNo belong to different payments"
     verdict.checks["payment"] = "pass"
+    amount = payment["amount"]
     rules = (
-        (
-            "amount",
-            int(f["amt"]) == payment.amount,
-            f"amt {f['amt']} != registered {payment.amount}",
-        ),
+        ("amount", int(f["amt"]) == amount, f"amt {f['amt']} != registered {amount}"),
         ("pay_method", f.get("payMethod", PAY_METHOD_CVS) == PAY_METHOD_CVS, "payMethod is not 03"),
         ("currency", f.get("currency", CURRENCY).upper() == CURRENCY, "currency is not IDR"),
         ("match_cl", f.get("matchCl", MatchCl.MATCH) == MatchCl.MATCH, "matchCl is not 1 (match)"),
@@ -279,31 +277,41 @@ def _static_checks(verdict: _Verdict) -> str | None:
 
 
 async def _apply(
-    session: AsyncSession, verdict: _Verdict, target: PaymentStatus, *, late: bool
-) -> Reply:
-    """Compare-and-set, then the ledger row with the outcome it earned (caller commits)."""
+    runtime: Runtime, verdict: _Verdict, seen: PaymentStatus, target: PaymentStatus, *, late: bool
+) -> Reply | None:
+    """The change, its event and the ledger row in one write; None when the status moved."""
     payment = verdict.payment
     assert payment is not None
     now = now_utc()
-    # Only a confirmed late deposit may move an expired code to paid.
-    sources = TRANSITIONS[target] if late else TRANSITIONS[target] - {S.EXPIRED}
-    changed = await compare_and_set(
-        session, payment.id, target, now, {"paid_late": True} if late else None, sources
+    values = status_change(target, now, {"paid_late": True} if late else None)
+    event = event_row(
+        payment["id"], target, EventSource.NOTIFICATION, now, {"late": True} if late else None
     )
-    if changed is not None:
-        reason = "late deposit (after expiry)" if late else None
-        reply = await verdict.insert(session, Outcome.APPLIED, 200, reason)
-        detail = {"late": True} if late else None
-        await record_event(
-            session, changed, target, EventSource.NOTIFICATION, now, detail, reply.notification_id
+    reason = "late deposit (after expiry)" if late else None
+    ledger_id = await runtime.store.write(
+        Write(
+            ledger=verdict.row(Outcome.APPLIED, 200, reason),
+            change=Change(payment["id"], seen, values),
+            event=event,
+            outbox=await _outbox(runtime, {**payment, **values}, event),
         )
-        return reply
-    current = await session.scalar(select(Payment.status).where(Payment.id == payment.id))
-    if current == target:
-        return await verdict.insert(session, Outcome.DUPLICATE, 200, f"already {target}")
-    return await _quarantine_row(
-        session, verdict, _misfit(verdict.inbound.fields["status"], current)
     )
+    if ledger_id is None:
+        return None
+    metrics.TRANSITIONS.labels(target.value).inc()
+    return Reply(200, OK, Outcome.APPLIED, ledger_id)
+
+
+async def _outbox(
+    runtime: Runtime, payment: dict[str, Any], event: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The outbox row for `event` (None when outbound events are off): the resource after it."""
+    if not runtime.settings.merchant_webhook_url:
+        return None
+    resource = PaymentRead.model_validate(payment)
+    history = [*await runtime.store.events_of(payment["id"]), event]
+    resource.events = [EventRead.model_validate(e) for e in history]
+    return outbox_row(payment["id"], resource, event["type"], event["at"])
 
 
 def _misfit(status: str, current: str | None) -> str:
@@ -312,25 +320,24 @@ def _misfit(status: str, current: str | None) -> str:
     return f"deposit for a payment that is {current}"
 
 
-async def _quarantine_row(session: AsyncSession, verdict: _Verdict, reason: str) -> Reply:
-    reply = await verdict.insert(session, Outcome.QUARANTINED, 200, reason)
-    if verdict.payment is not None:
-        await record_event(
-            session,
-            verdict.payment,
-            "quarantined",
-            EventSource.NOTIFICATION,
-            verdict.inbound.received_at,
-            {"reason": reason, "notification_id": reply.notification_id},
-            reply.notification_id,
-        )
-    return reply
-
-
 async def _quarantine(runtime: Runtime, verdict: _Verdict, reason: str) -> Reply:
-    async with runtime.sessions() as session:
-        reply = await _quarantine_row(session, verdict, reason)
-        await session.commit()
+    """Recorded, answered OK, never applied; a `quarantined` event when the payment is known."""
+    payment = verdict.payment
+    event = None
+    if payment is not None:
+        at = verdict.inbound.received_at
+        event = event_row(
+            payment["id"], "quarantined", EventSource.NOTIFICATION, at, {"reason": reason}
+        )
+    reply = await _record(
+        runtime,
+        verdict,
+        Outcome.QUARANTINED,
+        200,
+        reason,
+        event=event,
+        outbox=await _outbox(runtime, payment, event) if payment and event else None,
+    )
     log.warning(
         "notification quarantined: %s", reason, extra={"notification_id": reply.notification_id}
     )
@@ -349,12 +356,20 @@ async def _reject(runtime: Runtime, verdict: _Verdict, http_status: int, reason:
 
 
 async def _record(
-    runtime: Runtime, verdict: _Verdict, outcome: Outcome, http_status: int, reason: str
+    runtime: Runtime,
+    verdict: _Verdict,
+    outcome: Outcome,
+    http_status: int,
+    reason: str,
+    *,
+    event: dict[str, Any] | None = None,
+    outbox: dict[str, Any] | None = None,
 ) -> Reply:
-    async with runtime.sessions() as session:
-        reply = await verdict.insert(session, outcome, http_status, reason)
-        await session.commit()
-    return reply
+    """A ledger row (and an event) that changes no payment."""
+    write = Write(verdict.row(outcome, http_status, reason), event=event, outbox=outbox)
+    ledger_id = await runtime.store.write(write)
+    assert ledger_id is not None  # no compare-and-set: the ledger insert always happens
+    return Reply(http_status, OK if http_status == 200 else reason, outcome, ledger_id)
 
 
 def ledger_view(row: Notification) -> dict[str, Any]:

@@ -85,6 +85,29 @@ def _cas_statement(columns: tuple[str, ...]) -> Update:
     )
 
 
+def status_change(
+    to: PaymentStatus, at: datetime, values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The columns a move to `to` sets: status, updated_at, paid_at when paid, and `values`."""
+    changes: dict[str, Any] = {"status": to, "updated_at": at, **(values or {})}
+    if to is S.PAID:
+        changes.setdefault("paid_at", at)
+    return changes
+
+
+def event_row(
+    payment_id: int,
+    type_: str | PaymentStatus,
+    source: EventSource,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A history row (without notification_id, the ledger row behind it, if any)."""
+    if isinstance(type_, PaymentStatus):
+        type_ = event_type(type_)
+    return {"payment_id": payment_id, "type": type_, "source": source, "at": at, "detail": detail}
+
+
 async def compare_and_set(
     session: AsyncSession,
     payment_id: int,
@@ -98,9 +121,7 @@ async def compare_and_set(
     `sources` narrows the statuses it may come from (never widens TRANSITIONS).
     """
     allowed = TRANSITIONS[to] & sources if sources is not None else TRANSITIONS[to]
-    changes: dict[str, Any] = {"status": to, "updated_at": at, **(values or {})}
-    if to is S.PAID:
-        changes.setdefault("paid_at", at)
+    changes = status_change(to, at, values)
     params = {**changes, "payment_id": payment_id, "allowed": sorted(allowed)}
     result = await session.execute(_cas_statement(tuple(sorted(changes))), params)
     payment = result.scalar_one_or_none()
@@ -119,21 +140,10 @@ async def record_event(
     notification_id: int | None = None,
 ) -> None:
     """Append to the payment's history and, in the same transaction, to the outbox."""
-    if isinstance(type_, PaymentStatus):
-        type_ = event_type(type_)
-    # A Core INSERT built once: a fraction of the ORM's add-and-flush on the hot path.
-    await session.execute(
-        _EVENT_INSERT,
-        {
-            "payment_id": payment.id,
-            "type": type_,
-            "source": source,
-            "at": at,
-            "detail": detail,
-            "notification_id": notification_id,
-        },
-    )
-    await outbox.enqueue(session, payment, type_, at)
+    row = event_row(payment.id, type_, source, at, detail)
+    # A Core INSERT built once: a fraction of the ORM's add-and-flush.
+    await session.execute(_EVENT_INSERT, {**row, "notification_id": notification_id})
+    await outbox.enqueue(session, payment, row["type"], at)
 
 
 async def get_payment(runtime: Runtime, reference_no: str) -> PaymentRead:
