@@ -75,8 +75,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handler(app)
+    app.include_router(notifications_router)  # first: routes are matched in order
     app.include_router(payments_router)
-    app.include_router(notifications_router)
     app.include_router(webhooks_router)
     app.include_router(health_router)
     app.add_middleware(StorefrontGate)

@@ -8,7 +8,10 @@ database. Every call that crosses to the database is counted where it leaves Pyt
   statement per connection: SQLAlchemy caches them), execution (`PreparedStatement.fetch`
   and friends) and the pool's pre-ping (`Connection.fetchrow(";")`, in its own BEGIN/ROLLBACK);
 - SQLite (aiosqlite): each hop to the connection's worker thread (`Connection._execute`):
-  cursor creation, execute, fetch and close each cross a thread and wake the event loop.
+  cursor creation, execute, fetch and close each cross a thread and wake the event loop;
+- the notification path's own statements (app/notifications/store.py): asyncpg's
+  `Connection.fetch`/`fetchval` on its pool, and each hop to the SQLite writer thread,
+  whose statements are read off the connection's trace callback.
 
 Counts are taken on a warm connection (statements already prepared), i.e. the steady state
 of a running service; SQL text is kept so the report can list what each request runs.
@@ -26,6 +29,7 @@ from sqlalchemy import event
 
 from app.config import Settings
 from app.main import create_app
+from app.notifications.store import PostgresStore, SqliteStore
 from bench.pushes import (
     NOTIFY_PATH,
     PAYMENTS_PATH,
@@ -44,7 +48,7 @@ class Trace:
     """One request's database traffic."""
 
     round_trips: list[str] = field(default_factory=list)  # driver-level calls, in order
-    statements: list[str] = field(default_factory=list)  # SQL that SQLAlchemy sent
+    statements: list[str] = field(default_factory=list)  # SQL sent, by SQLAlchemy or the store
 
     def summary(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -61,6 +65,10 @@ class _Recorder:
     def hit(self, label: str) -> None:
         if self.trace is not None:
             self.trace.round_trips.append(label)
+
+    def statement(self, sql: str) -> None:
+        if self.trace is not None and sql not in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
+            self.trace.statements.append(_sql(sql))
 
 
 _recorder = _Recorder()
@@ -93,7 +101,10 @@ def _instrumented() -> Iterator[None]:
     undo = [
         _wrap(connection, "execute", lambda _s, q, *a, **k: f"pg simple query: {_sql(q)}"),
         _wrap(connection, "prepare", lambda _s, q, *a, **k: f"pg prepare: {_sql(q)}"),
-        _wrap(connection, "fetchrow", lambda _s, q, *a, **k: f"pg fetchrow (ping): {_sql(q)}"),
+        _wrap(connection, "fetchrow", lambda _s, q, *a, **k: f"pg fetchrow: {_sql(q)}"),
+        _wrap(connection, "fetch", lambda _s, q, *a, **k: f"pg execute: {_sql(q)}"),
+        _wrap(connection, "fetchval", lambda _s, q, *a, **k: f"pg execute: {_sql(q)}"),
+        _wrap(SqliteStore, "_run", lambda _s, *a, **k: "sqlite thread hop: notification writer"),
         _wrap(connection, "reload_schema_state", lambda _s, *a, **k: "pg reload schema"),
         _wrap(prepared, "fetch", lambda s, *a, **k: f"pg execute: {_sql(s.get_query())}"),
         _wrap(prepared, "fetchrow", lambda s, *a, **k: f"pg execute: {_sql(s.get_query())}"),
@@ -104,11 +115,45 @@ def _instrumented() -> Iterator[None]:
             lambda _s, fn, *a, **k: f"sqlite thread hop: {getattr(fn, '__name__', fn)}",
         ),
     ]
+    undo += _store_statements()
     try:
         yield
     finally:
         for restore in undo:
             restore()
+
+
+def _store_statements() -> list[Callable[[], None]]:
+    """Record the notification store's SQL (it bypasses SQLAlchemy's cursor events)."""
+    pg_fetch, pg_write = PostgresStore.fetch, PostgresStore.write
+    in_thread = SqliteStore._in_thread
+
+    async def fetch(self: PostgresStore, statement: Any, values: Any) -> Any:
+        _recorder.statement(statement.sql)
+        return await pg_fetch(self, statement, values)
+
+    async def write(self: PostgresStore, write: Any) -> Any:
+        _recorder.statement(self.compiled_write(write.shape()).sql)
+        return await pg_write(self, write)
+
+    def traced(self: SqliteStore, work: Any) -> Any:
+        def run(db: Any) -> Any:
+            db.set_trace_callback(_recorder.statement)
+            try:
+                return work(db)
+            finally:
+                db.set_trace_callback(None)
+
+        return in_thread(self, run)
+
+    PostgresStore.fetch, PostgresStore.write = fetch, write  # type: ignore[method-assign]
+    SqliteStore._in_thread = traced  # type: ignore[method-assign]
+
+    def undo() -> None:
+        PostgresStore.fetch, PostgresStore.write = pg_fetch, pg_write  # type: ignore[method-assign]
+        SqliteStore._in_thread = in_thread  # type: ignore[method-assign]
+
+    return [undo]
 
 
 @contextlib.asynccontextmanager
@@ -196,7 +241,10 @@ async def churn(url: str, *, bursts: int = 3, concurrency: int = 64) -> Churn:
             response = await storefront.post(PAYMENTS_PATH, content=body)
             response.raise_for_status()
             payments.append(registered_from(response.json()))
-        asyncpg.connect, asyncpg.connection.Connection.close = counting_connect, counting_close
+        # SQLAlchemy calls asyncpg.connect; the notification store's pool, created on its
+        # first push, takes asyncpg.connection.connect.
+        asyncpg.connect = asyncpg.connection.connect = counting_connect
+        asyncpg.connection.Connection.close = counting_close
         try:
             for b in range(bursts):
                 burst = payments[b * concurrency : (b + 1) * concurrency]
@@ -211,7 +259,8 @@ async def churn(url: str, *, bursts: int = 3, concurrency: int = 64) -> Churn:
                 for response in answers:
                     _expect_ok(response)
         finally:
-            asyncpg.connect, asyncpg.connection.Connection.close = connect, close
+            asyncpg.connect = asyncpg.connection.connect = connect
+            asyncpg.connection.Connection.close = close
     return Churn(bursts, concurrency, opened, closed)
 
 

@@ -5,10 +5,10 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from app.deps import RuntimeDep
 from app.nicepay.codes import is_numeric
 from app.notifications import service
 from app.notifications.client_ip import resolve_client_ip
+from app.runtime import Runtime
 
 router = APIRouter(tags=["nicepay"])
 
@@ -71,10 +71,13 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
         }
     },
 )
-async def nicepay_notification(request: Request, runtime: RuntimeDep) -> PlainTextResponse:
+async def nicepay_notification(request: Request) -> PlainTextResponse:
+    # The hot path: no dependency injection (FastAPI solves a dependency per request).
+    runtime: Runtime = request.app.state.runtime
     settings = runtime.settings
     body = await _read_capped(request, settings.notification_max_body_bytes)
-    fields = dict(parse_qsl(request.url.query, keep_blank_values=True))
+    query = request.scope["query_string"]
+    fields = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if body and content_type in (FORM, ""):
         fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

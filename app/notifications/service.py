@@ -172,6 +172,10 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
 
     deposit = f["status"] == str(NotificationStatus.DEPOSIT.value)
     target = S.PAID if deposit else S.REVERSED
+    if not (settings.nicepay_verify_with_inquiry or settings.merchant_webhook_url):
+        reply = await _apply_as_pushed(runtime, verdict, target)
+        if reply is not None:
+            return reply
     confirmed = False
     for _ in range(MAX_READS):
         verdict.payment = await runtime.store.payment_by_txid(f["tXid"])
@@ -193,7 +197,8 @@ async def _receive(runtime: Runtime, inbound: Inbound) -> Reply:
             if refusal is not None:
                 return refusal
             confirmed = True
-        reply = await _apply(runtime, verdict, seen, target, late=late)
+        match = {"id": payment["id"], "status": seen}
+        reply = await _apply(runtime, verdict, match, target, late=late)
         if reply is not None:
             return reply
     raise RuntimeError(f"payment {f['tXid']} kept changing while a push was applied")
@@ -251,24 +256,27 @@ def _token_valid(runtime: Runtime, txid: str, amt: str, digest: str) -> bool:
     return valid
 
 
-def _static_checks(verdict: _Verdict) -> str | None:
-    """Checks against the registered payment; the first failure's reason, or None."""
-    f, payment = verdict.inbound.fields, verdict.payment
+def _rules(f: dict[str, str], payment: dict[str, Any] | None) -> list[tuple[str, bool, str]]:
+    """The checks of a push against the registered payment: (check, passed, reason)."""
     if payment is None:
-        verdict.fail("payment")
-        return "unknown tXid (valid token)"
-    if f["referenceNo"] != payment["reference_no"]:
-        verdict.fail("payment")
-        return "tXid and referenceNo belong to different payments"
-    verdict.checks["payment"] = "pass"
+        return [("payment", False, "unknown tXid (valid token)")]
     amount = payment["amount"]
-    rules = (
+    return [
+        (
+            "payment",
+            f["referenceNo"] == payment["reference_no"],
+            "tXid and referenceNo belong to different payments",
+        ),
         ("amount", int(f["amt"]) == amount, f"amt {f['amt']} != registered {amount}"),
         ("pay_method", f.get("payMethod", PAY_METHOD_CVS) == PAY_METHOD_CVS, "payMethod is not 03"),
         ("currency", f.get("currency", CURRENCY).upper() == CURRENCY, "currency is not IDR"),
         ("match_cl", f.get("matchCl", MatchCl.MATCH) == MatchCl.MATCH, "matchCl is not 1 (match)"),
-    )
-    for name, passed, reason in rules:
+    ]
+
+
+def _static_checks(verdict: _Verdict) -> str | None:
+    """Checks against the registered payment; the first failure's reason, or None."""
+    for name, passed, reason in _rules(verdict.inbound.fields, verdict.payment):
         if not passed:
             verdict.fail(name)
             return reason
@@ -276,30 +284,64 @@ def _static_checks(verdict: _Verdict) -> str | None:
     return None
 
 
-async def _apply(
-    runtime: Runtime, verdict: _Verdict, seen: PaymentStatus, target: PaymentStatus, *, late: bool
+async def _apply_as_pushed(
+    runtime: Runtime, verdict: _Verdict, target: PaymentStatus
 ) -> Reply | None:
-    """The change, its event and the ledger row in one write; None when the status moved."""
+    """The usual push in one statement: assume the payment is the one the push describes, in
+    the status such a push finds (pending for a deposit, paid for a reversal), and let the
+    compare-and-set check the assumption: tXid, referenceNo, amount and status must all
+    match a row. None (nothing written) sends the push down the read-and-decide path."""
+    f = verdict.inbound.fields
+    claimed = {"id": None, "reference_no": f["referenceNo"], "amount": int(f["amt"])}
+    rules = _rules(f, claimed)
+    if not all(passed for _, passed, _ in rules):
+        return None  # the read path records which check failed
+    (usual,) = TRANSITIONS[target] - {S.EXPIRED}  # an expired code needs a confirmed deposit
+    match = {
+        "txid": f["tXid"],
+        "reference_no": claimed["reference_no"],
+        "amount": claimed["amount"],
+    }
+    before = dict(verdict.checks)
+    verdict.checks.update((name, "pass") for name, _, _ in rules)
+    verdict.payment = claimed
+    reply = await _apply(runtime, verdict, {**match, "status": usual}, target, late=False)
+    if reply is None:
+        verdict.checks, verdict.payment = before, None
+    return reply
+
+
+async def _apply(
+    runtime: Runtime,
+    verdict: _Verdict,
+    match: dict[str, Any],
+    target: PaymentStatus,
+    *,
+    late: bool,
+) -> Reply | None:
+    """The change on the payment matching `match`, its event and the ledger row, in one
+    write; None when no payment matched (its status moved on): nothing was written."""
     payment = verdict.payment
     assert payment is not None
     now = now_utc()
     values = status_change(target, now, {"paid_late": True} if late else None)
+    # payment_id comes from the changed row (the id may not be known yet: _apply_as_pushed).
     event = event_row(
         payment["id"], target, EventSource.NOTIFICATION, now, {"late": True} if late else None
     )
     reason = "late deposit (after expiry)" if late else None
-    ledger_id = await runtime.store.write(
+    written = await runtime.store.write(
         Write(
             ledger=verdict.row(Outcome.APPLIED, 200, reason),
-            change=Change(payment["id"], seen, values),
+            change=Change(match, values),
             event=event,
             outbox=await _outbox(runtime, {**payment, **values}, event),
         )
     )
-    if ledger_id is None:
+    if written is None:
         return None
     metrics.TRANSITIONS.labels(target.value).inc()
-    return Reply(200, OK, Outcome.APPLIED, ledger_id)
+    return Reply(200, OK, Outcome.APPLIED, written.notification_id)
 
 
 async def _outbox(
@@ -367,9 +409,11 @@ async def _record(
 ) -> Reply:
     """A ledger row (and an event) that changes no payment."""
     write = Write(verdict.row(outcome, http_status, reason), event=event, outbox=outbox)
-    ledger_id = await runtime.store.write(write)
-    assert ledger_id is not None  # no compare-and-set: the ledger insert always happens
-    return Reply(http_status, OK if http_status == 200 else reason, outcome, ledger_id)
+    written = await runtime.store.write(write)
+    assert written is not None  # no compare-and-set: the ledger insert always happens
+    return Reply(
+        http_status, OK if http_status == 200 else reason, outcome, written.notification_id
+    )
 
 
 def ledger_view(row: Notification) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def status_change(
 
 
 def event_row(
-    payment_id: int,
+    payment_id: int | None,
     type_: str | PaymentStatus,
     source: EventSource,
     at: datetime,

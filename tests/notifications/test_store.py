@@ -1,0 +1,151 @@
+"""The notification path's own statements (app/notifications/store.py), on both databases:
+the one-statement apply (inquiry off) keeps every check and leaves the same ledger rows as
+the read-and-decide path; a write whose change matches nothing writes nothing; a dead
+PostgreSQL connection costs one 503, not the pool."""
+
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy import select
+
+from app.config import SANDBOX_MERCHANT_KEY
+from app.models import EventSource, PaymentEvent, PaymentStatus
+from app.nicepay.tokens import txid_token
+from app.nicepay.wib import now_utc
+from app.notifications.store import Change, PostgresStore, StoreUnavailable, Write
+from app.payments.service import status_change, transition
+from tests.conftest import Stack, StackFactory
+from tests.notifications.test_checks import deposit_form, ledger, push
+
+ALL_PASS = dict.fromkeys(
+    ("ip", "form", "token", "payment", "amount", "pay_method", "currency", "match_cl"), "pass"
+)
+
+
+def resigned(stack: Stack, form: dict[str, str], amt: str) -> dict[str, str]:
+    imid = stack.runtime.settings.nicepay_imid
+    token = txid_token(imid, form["tXid"], amt, SANDBOX_MERCHANT_KEY)
+    return {**form, "amt": amt, "merchantToken": token}
+
+
+async def events(stack: Stack) -> list[PaymentEvent]:
+    async with stack.runtime.sessions() as session:
+        return list(await session.scalars(select(PaymentEvent).order_by(PaymentEvent.id)))
+
+
+@pytest.fixture
+async def quick(stack_factory: StackFactory) -> Any:
+    async with stack_factory(nicepay_verify_with_inquiry=False) as stack:
+        yield stack
+
+
+async def test_one_statement_apply_leaves_the_full_record(quick: Stack) -> None:
+    payment = await quick.register()
+    response = await push(quick, await deposit_form(quick, payment))
+    assert (response.status_code, response.text) == (200, "OK")
+    [row] = await ledger(quick)
+    assert (row.outcome, row.checks) == ("applied", ALL_PASS)
+    paid = [e for e in await events(quick) if e.type == "paid"]
+    assert [(e.notification_id, e.payment_id, e.source) for e in paid] == [
+        (row.id, row.payment_id, "notification")
+    ]
+    resource = await quick.payment(payment["reference_no"])
+    assert (resource["status"], resource["paid_late"]) == ("paid", False)
+    assert resource["paid_at"] is not None
+
+
+async def test_a_failed_assumption_leaves_no_stale_verdicts(quick: Stack) -> None:
+    """Each push below misses the one-statement apply and is decided from a fresh read:
+    its ledger row carries only the checks that read actually made."""
+    payment = await quick.register()
+    form = await deposit_form(quick, payment)
+
+    await push(quick, resigned(quick, form, "9999"))  # valid token, wrong amount
+    await push(quick, resigned(quick, {**form, "tXid": "IONPAYTEST0000000000000000"}, form["amt"]))
+    await push(quick, form)  # applied
+    await push(quick, form)  # duplicate
+    rows = await ledger(quick)
+    assert [(r.outcome, r.checks) for r in rows] == [
+        (
+            "quarantined",
+            {"ip": "pass", "form": "pass", "token": "pass", "payment": "pass", "amount": "fail"},
+        ),
+        ("quarantined", {"ip": "pass", "form": "pass", "token": "pass", "payment": "fail"}),
+        ("applied", ALL_PASS),
+        ("duplicate", ALL_PASS),
+    ]
+    assert [r.payment_id is None for r in rows] == [False, True, False, False]
+    assert [e.type for e in await events(quick)] == ["registered", "quarantined", "paid"]
+
+
+async def test_an_expired_code_still_needs_the_inquiry(quick: Stack) -> None:
+    payment = await quick.register()
+    payment_id = await _payment_id(quick, payment)
+    async with quick.runtime.sessions() as session:
+        await transition(session, payment_id, PaymentStatus.EXPIRED, EventSource.RECONCILE)
+        await session.commit()
+    await quick.sim.settle_silently(payment["txid"])
+    response = await push(quick, await deposit_form(quick, payment))
+    assert response.text == "OK"
+    assert quick.sim.calls["onePassStatus.do"] == 1
+    [row] = await ledger(quick)
+    assert (row.outcome, row.reason, row.checks["inquiry"]) == (
+        "applied",
+        "late deposit (after expiry)",
+        "pass",
+    )
+    assert (await quick.payment(payment["reference_no"]))["paid_late"] is True
+
+
+async def _payment_id(stack: Stack, payment: dict[str, Any]) -> int:
+    found = await stack.runtime.store.payment_by_txid(payment["txid"])
+    assert found is not None
+    return int(found["id"])
+
+
+async def test_a_change_that_matches_nothing_writes_nothing(stack: Stack) -> None:
+    payment = await stack.register()
+    store, now = stack.runtime.store, now_utc()
+    row = await store.payment_by_txid(payment["txid"])
+    assert row is not None
+    assert row["expires_at"].tzinfo is not None and isinstance(row["amount"], int)
+    ledger_row = {
+        "received_at": now,
+        "fields": {},
+        "checks": {},
+        "outcome": "applied",
+        "http_status": 200,
+    }
+    values = status_change(PaymentStatus.PAID, now)
+    for match in (
+        {"id": row["id"], "status": "paid"},
+        {"id": row["id"] + 1000, "status": "pending"},
+    ):
+        assert await store.write(Write(ledger_row, Change(match, values))) is None
+    assert await ledger(stack) == []
+    written = await store.write(
+        Write(ledger_row, Change({"id": row["id"], "status": "pending"}, values))
+    )
+    assert written is not None and written.payment_id == row["id"]
+    assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
+
+
+async def test_a_dead_connection_costs_one_request(stack: Stack, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL connections only")
+    store = stack.runtime.store
+    assert isinstance(store, PostgresStore)
+    payment = await stack.register()
+    assert await store.payment_by_txid(payment["txid"]) is not None  # one connection, now idle
+    admin = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    with pytest.raises(StoreUnavailable):
+        await store.payment_by_txid(payment["txid"])  # on the killed connection: 503
+    assert await store.payment_by_txid(payment["txid"]) is not None  # a new one
