@@ -5,7 +5,7 @@ uvloop, httptools, no access log), each adding one layer of the notification pat
 - POST /form: parses the form and checks the merchantToken (SHA-256, constant-time compare);
 - POST /asyncpg: /form plus one INSERT through a raw asyncpg pool (BENCH_DSN);
 - POST /sqlalchemy: /form plus the same INSERT through SQLAlchemy async (ORM add + commit);
-- POST /sqlalchemy-preping: the same with pool_pre_ping=True, as app/db.py configures it.
+- POST /sqlalchemy-preping: the same with pool_pre_ping=True (a round trip per checkout).
 
 `python -m bench.baseline --port N`; the database endpoints exist only when BENCH_DSN is set
 (the driver points it at the bench's throwaway PostgreSQL database).

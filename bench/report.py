@@ -257,14 +257,6 @@ def _levers(r: "Results") -> list[str]:
     """Costs on the notification path that this run can see, each with its measure."""
     found = []
     pg, lite = _find(r, "PostgreSQL", False), _find(r, "SQLite", False)
-    trace = r.round_trips.get("PostgreSQL", {}).get("first deposit (inquiry off)")
-    if trace:
-        ping = sum(3 for call in trace.round_trips if "ping" in call)
-        if ping:
-            found.append(
-                f"- Pool pre-ping: {ping} of the {len(trace.round_trips)} PostgreSQL round trips of a "
-                "push (`BEGIN; ;ROLLBACK` on every checkout, SQLAlchemy's asyncpg pre-ping)."
-            )
     if pg and pg.first_deposits and pg.first_deposits.new_backends:
         found.append(
             f"- Connection churn: {pg.first_deposits.new_backends} new PostgreSQL backends appeared "
@@ -288,10 +280,10 @@ def _levers(r: "Results") -> list[str]:
                 f"`Session.execute` on {orm * 100:.0f}% of samples."
             )
     hops = r.round_trips.get("SQLite", {}).get("first deposit (inquiry off)")
-    if hops:
+    if hops and len(hops.round_trips) > 1:
         found.append(
-            f"- SQLite: {len(hops.round_trips)} hops to aiosqlite's thread for {len(hops.statements)} "
-            "statements per push (cursor, execute, fetch and close each cross the thread)."
+            f"- SQLite: {len(hops.round_trips)} thread hops for {len(hops.statements)} "
+            "statements per push (each hop wakes the event loop)."
         )
     if not found:
         return []
@@ -362,8 +354,9 @@ def _method(r: "Results") -> list[str]:
         f"- **Registration.** {p.registration_samples} sequential registrations against the service "
         "and, interleaved, the same onePass.do form straight to the simulator; the service's added "
         "latency is the difference of the medians.",
-        "- **Round trips.** Counted in-process at the driver (asyncpg protocol calls; aiosqlite "
-        "thread hops) on a warm connection: bench/roundtrips.py.",
+        "- **Round trips.** Counted in-process at the driver (asyncpg protocol calls; hops to "
+        "aiosqlite's and the notification writer's threads) on a warm connection: "
+        "bench/roundtrips.py.",
         "- **CPU.** *server CPU* is the server process's CPU time over the window (100% = its whole "
         "core); *CPU ms/req* divides it by the requests served; *cores* is each core's busy share. "
         f"*{X} trivial by CPU* is the trivial endpoint's CPU per request over the row's: what the "
@@ -456,18 +449,18 @@ def _round_trips(r: "Results") -> list[str]:
         "## Database round trips per request",
         "",
         "Steady state (statements already prepared on the connection). PostgreSQL: protocol "
-        "exchanges with the server; SQLite: hops to aiosqlite's worker thread (each wakes the "
-        "event loop).",
+        "exchanges with the server; SQLite: hops to a worker thread (aiosqlite's for the ORM "
+        "paths, the notification writer's for pushes), each waking the event loop.",
         "",
-        "| request | PostgreSQL round trips | of which pool pre-ping | SQL statements | SQLite thread hops |",
+        "| request | PostgreSQL round trips | PostgreSQL statements | SQLite thread hops "
+        "| SQLite statements |",
         "|---|---|---|---|---|",
     ]
     for name in names:
         p, s = pg.get(name), lite.get(name)
-        ping = sum(1 for x in p.round_trips if "ping" in x) * 3 if p else 0
         lines.append(
-            f"| {name} | {len(p.round_trips) if p else NONE} | {ping or NONE} "
-            f"| {len(p.statements) if p else NONE} | {len(s.round_trips) if s else NONE} |"
+            f"| {name} | {len(p.round_trips) if p else NONE} | {len(p.statements) if p else NONE} "
+            f"| {len(s.round_trips) if s else NONE} | {len(s.statements) if s else NONE} |"
         )
     if r.churn:
         c = r.churn
@@ -475,10 +468,11 @@ def _round_trips(r: "Results") -> list[str]:
             "",
             f"**Connection churn (PostgreSQL).** {c.bursts} bursts of {c.concurrency} concurrent "
             f"first deposits (in-process) opened {c.opened} new PostgreSQL connections and closed "
-            f"{c.closed}: past `pool_size`, each burst opens overflow connections (TLS attempt, "
-            "authentication, type introspection, every statement prepared again) and closes them "
-            "when they come back. The *new PG backends* column of the load tables samples the same "
-            "thing on the running server.",
+            f"{c.closed}. Connections are opened on demand up to `DATABASE_POOL_SIZE` and kept: "
+            "the first burst fills the notification path's connections, later bursts reuse them "
+            "(a new connection costs a TLS attempt, authentication, type introspection and every "
+            "statement prepared again). The *new PG backends* column of the load tables samples "
+            "the same thing on the running server.",
         ]
     trace = pg.get("first deposit (inquiry off)")
     if trace:

@@ -302,7 +302,7 @@ class Bench:
                 ("/form", "+ form parsing and merchantToken check"),
                 ("/asyncpg", "+ one INSERT, raw asyncpg pool"),
                 ("/sqlalchemy", "+ the same INSERT, SQLAlchemy async session"),
-                ("/sqlalchemy-preping", "+ the same, SQLAlchemy with pool_pre_ping (as app/db.py)"),
+                ("/sqlalchemy-preping", "+ the same, SQLAlchemy with pool_pre_ping"),
             ):
                 window = await self.closed(label, srv, path, sample, plan.throughput_seconds, None)
                 self.results.baseline.append(window)

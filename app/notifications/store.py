@@ -280,8 +280,11 @@ class _Connections:
 
     async def _take(self) -> Any:
         while True:
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.is_closed():  # the server may have ended it while idle
+                    return connection
+                self._opened -= 1
             if self._opened < self._size:
                 self._opened += 1
                 try:
@@ -418,7 +421,13 @@ def _sql(statement: Compiled, params: dict[str, Any]) -> tuple[str, list[Any]]:
 def _unavailable_on_driver_errors() -> Iterator[None]:
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error, OSError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # e.g. a connection the server ended mid-use
+        sqlite3.Error,
+        OSError,
+    ) as exc:
         raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
     except TimeoutError as exc:
         raise StoreUnavailable("database timed out") from exc
