@@ -6,9 +6,9 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -106,7 +106,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
-        rid = incoming if incoming.isprintable() and incoming else uuid.uuid4().hex
+        rid = incoming if incoming.isprintable() and incoming else os.urandom(16).hex()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

@@ -14,7 +14,7 @@ from app.errors import install_error_handler
 from app.health import head_revision
 from app.health import router as health_router
 from app.logs import RequestContext, configure_logging
-from app.notifications.router import router as notifications_router
+from app.notifications import router as notifications
 from app.payments.router import router as payments_router
 from app.runtime import Runtime, open_runtime
 from app.webhooks.router import router as webhooks_router
@@ -75,7 +75,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handler(app)
-    app.include_router(notifications_router)  # first: routes are matched in order
+    notifications.mount(app)  # first: routes are matched in order
     app.include_router(payments_router)
     app.include_router(webhooks_router)
     app.include_router(health_router)

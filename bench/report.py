@@ -341,7 +341,7 @@ def _method(r: "Results") -> list[str]:
         "Every window's pushes are checked in the ledger afterwards (the *ledger* column).",
         f"- **Throughput (closed loop).** wrk, 1 thread, {p.connections} keep-alive connections, "
         f"{p.throughput_seconds:g} s after a {p.warmup_seconds:g} s warm-up. *First deposits*: each "
-        f"payment pushed once (pool sized at 1.5{X} the duplicate rate {X} window, the window shortened "
+        f"payment pushed once (pool sized at 1.5{X} twice the duplicate rate {X} window, the window shortened "
         "if needed so it is not exhausted). *Duplicates*: the warm-up payments again (already paid: "
         "the full path with a ledger row, no transition).",
         f"- **Latency (open loop).** Request i is sent at t0 + i/rate over up to "

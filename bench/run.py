@@ -385,7 +385,9 @@ class Bench:
                 url,
             )
             _show(config.duplicates)
-            guess = max(config.duplicates.rps, 50.0)
+            # A first deposit can be cheaper than a duplicate (one statement against three
+            # with the inquiry off): size for twice the duplicate rate, so the pool lasts.
+            guess = max(2 * config.duplicates.rps, 50.0)
             size = min(plan.pool_cap, max(200, int(guess * plan.throughput_seconds * 1.5)))
             seconds = min(plan.throughput_seconds, size / guess / 1.2)
             fresh = await pool("t", size)

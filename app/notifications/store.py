@@ -18,9 +18,9 @@ import asyncio
 import json
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,15 +221,14 @@ class PostgresStore(NotificationStore):
 
     async def fetch(self, statement: Compiled, values: dict[str, Any]) -> list[dict[str, Any]]:
         with _unavailable_on_driver_errors():
-            async with self._connections.lend() as connection:
-                rows = await connection.fetch(statement.sql, *statement.args(values))
+            rows = await self._connections.run("fetch", statement.sql, statement.args(values))
         return [statement.row(r) for r in rows]
 
     async def write(self, write: Write) -> Written | None:
         statement = self.compiled_write(write.shape())
         with _unavailable_on_driver_errors():
-            async with self._connections.lend() as connection:
-                row = await connection.fetchrow(statement.sql, *statement.args(write.params()))
+            args = statement.args(write.params())
+            row = await self._connections.run("fetchrow", statement.sql, args)
         return Written(row[0], row[1]) if row is not None else None
 
     async def close(self) -> None:
@@ -265,11 +264,11 @@ class _Connections:
         self._opened = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    @asynccontextmanager
-    async def lend(self) -> AsyncIterator[Any]:
+    async def run(self, method: str, sql: str, args: Sequence[Any]) -> Any:
+        """`connection.<method>(sql, *args)` on a lent connection (fetch, fetchrow)."""
         connection = await self._take()
         try:
-            yield connection
+            result = await getattr(connection, method)(sql, *args)
         except asyncpg.PostgresError:  # the server refused a statement: the session is fine
             self._give_back(connection, reusable=not connection.is_closed())
             raise
@@ -277,6 +276,7 @@ class _Connections:
             self._give_back(connection, reusable=False)
             raise
         self._give_back(connection, reusable=True)
+        return result
 
     async def _take(self) -> Any:
         while True:
