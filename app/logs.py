@@ -6,9 +6,9 @@ import contextlib
 import contextvars
 import json
 import logging
-import os
 import sys
 import time
+from random import getrandbits
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -105,8 +105,12 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
-        rid = incoming if incoming.isprintable() and incoming else os.urandom(16).hex()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        incoming_id = incoming.decode("latin-1")[:64]
+        # An id to correlate log lines, not a secret: no system call for randomness.
+        rid = (
+            incoming_id if incoming_id.isprintable() and incoming_id else f"{getrandbits(128):032x}"
+        )
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

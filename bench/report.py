@@ -205,13 +205,15 @@ def _throughput_bound(r: "Results", config: "Config", base_rps: float, target: f
         )
     trace = r.round_trips.get(config.database, {}).get("first deposit (inquiry off)")
     if trace:
+        trips, statements = len(trace.round_trips), len(trace.statements)
         unit = (
-            "round trips to PostgreSQL"
+            ("round trip" if trips == 1 else "round trips") + " to PostgreSQL"
             if config.database == "PostgreSQL"
-            else "hops to the SQLite thread"
+            else ("hop" if trips == 1 else "hops") + " to the SQLite writer thread"
         )
         parts.append(
-            f"Each push costs {len(trace.round_trips)} {unit} ({len(trace.statements)} SQL statements). "
+            f"Each push costs {trips} {unit} ({statements} SQL "
+            f"{'statement' if statements == 1 else 'statements'}). "
         )
     if config.profile:
         parts.append("Profile: " + _category_line(config.profile) + ".")
@@ -239,11 +241,20 @@ def _latency_bound(config: "Config", w: "Window") -> str:
 def _registration_bound(r: "Results", database: str) -> str:
     trace = r.round_trips.get(database, {}).get("registration (webhooks off)")
     trips = f"{len(trace.round_trips)} database round trips" if trace else "its database work"
-    return (
-        f"- **Registration ({database}):** the service's own time is {trips} in three "
-        "transactions (the `registering` row before NICEPAY is called, the transition after, "
-        "and the read of the resource), plus request validation and the JSON resource."
+    line = (
+        f"- **Registration ({database}):** the service's own time is {trips} in two "
+        "transactions through the ORM (the `registering` row, committed before NICEPAY is "
+        "called, and the transition after it), the HTTP client's call to NICEPAY, request "
+        "validation and the JSON resource."
     )
+    reg = next((x for x in r.registration if x.database == database), None)
+    if reg and reg.profile:
+        line += (
+            " Profile of sequential registrations: "
+            + _category_line(reg.profile)
+            + f"; stacks in `{reg.profile_file}`."
+        )
+    return line
 
 
 def _share(p: Profile | None, marker: str) -> float:

@@ -92,6 +92,8 @@ class RegistrationLatency:
     database: str
     service: list[float]
     simulator: list[float]
+    profile: profiling.Profile | None = None  # py-spy over sequential registrations
+    profile_file: str | None = None
 
     def p(self, which: str, q: float) -> float:
         return percentile(getattr(self, which), q)
@@ -363,7 +365,7 @@ class Bench:
         ):
             if registration:
                 self.results.registration.append(
-                    await self.registration_latency(database, port, sim_port, f"{tag}r")
+                    await self.registration_latency(database, service, sim_port, f"{tag}r")
                 )
 
             async def pool(label: str, count: int) -> list[str]:
@@ -440,10 +442,12 @@ class Bench:
             self.results.notes.append(f"py-spy wrote no profile for {config.name}")
 
     async def registration_latency(
-        self, database: str, port: int, sim_port: int, tag: str
+        self, database: str, server: procs.Server, sim_port: int, tag: str
     ) -> RegistrationLatency:
-        """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator."""
+        """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator;
+        then, with py-spy attached, sequential registrations alone (where the time goes)."""
         result = RegistrationLatency(database, [], [])
+        port = server.port
         service, simulator = Connection(port), Connection(sim_port)
         db_process_url = f"http://127.0.0.1:{port}{NOTIFY_PATH}"
         warm = 10
@@ -472,12 +476,40 @@ class Bench:
         finally:
             await service.close()
             await simulator.close()
+        if self.results.py_spy:
+            await self.profile_registrations(result, server, f"{tag}p")
         print(
             f"  registration p50 service {result.p('service', 50) * 1000:.2f} ms, "
             f"simulator {result.p('simulator', 50) * 1000:.2f} ms",
             flush=True,
         )
         return result
+
+    async def profile_registrations(
+        self, result: RegistrationLatency, server: procs.Server, tag: str
+    ) -> None:
+        assert self.results.py_spy is not None
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"profile-{result.database.lower()}-registration.txt"
+        seconds = self.plan.profile_seconds
+        sampler = profiling.record(self.results.py_spy, server.pid, seconds + 0.5, out)
+        await asyncio.sleep(0.3)  # py-spy attaches first
+        service = Connection(server.port)
+        try:
+            deadline, i = time.monotonic() + seconds, 0
+            while time.monotonic() < deadline:
+                body = pushes.registration_body(f"{tag}-{i}", 10_000 + i)
+                await service.request("POST", pushes.PAYMENTS_PATH, body, pushes.JSON_HEADERS)
+                i += 1
+        finally:
+            await service.close()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(sampler.wait), 30)
+        except TimeoutError:
+            sampler.kill()
+        if out.exists():
+            result.profile = profiling.summarise(out)
+            result.profile_file = str(out.relative_to(procs.ROOT))
 
 
 def _sample_pushes(n: int) -> list[str]:

@@ -24,7 +24,7 @@ from app.nicepay.codes import CURRENCY, PAY_METHOD_CVS
 from app.nicepay.schemas import RegistrationRequest, RegistrationResponse
 from app.nicepay.wib import from_wib_fields, now_utc, to_wib_fields
 from app.payments.resource import load_resource
-from app.payments.schemas import PaymentCreate, PaymentRead
+from app.payments.schemas import EventRead, PaymentCreate, PaymentRead
 from app.runtime import Runtime
 from app.webhooks import outbox
 
@@ -225,18 +225,25 @@ async def register(runtime: Runtime, body: PaymentCreate) -> tuple[PaymentRead, 
         raise error(detail, reference_no=payment.reference_no, status=S.REGISTERING.value) from exc
 
     metrics.REGISTRATIONS.labels("registered").inc()
+    at = now_utc()
     async with runtime.sessions() as session:
         registered = await transition(
             session,
             payment.id,
             S.PENDING,
             EventSource.API,
+            at=at,
             values=_registered_values(answer, payment.expires_at),
         )
         await session.commit()
-        return await load_resource(
-            session, registered or await _get(session, body.reference_no)
-        ), True
+        if registered is None:  # something else moved it meanwhile: show what it is now
+            return await load_resource(session, await _get(session, body.reference_no)), True
+    # A `registering` payment has no history (no tXid yet, nothing else moves it but the
+    # `failed` transition, which this one excluded), so its history is this one event:
+    # the resource needs no read.
+    resource = PaymentRead.model_validate(registered)
+    resource.events = [EventRead(type=event_type(S.PENDING), source=EventSource.API.value, at=at)]
+    return resource, True
 
 
 async def _get(session: AsyncSession, reference_no: str) -> Payment:

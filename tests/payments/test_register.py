@@ -244,6 +244,7 @@ async def test_nicepay_broken_then_retry_succeeds(stack: Stack, fault: dict[str,
     retry = await stack.client.post(PAYMENTS, json=request)
     assert retry.status_code == 201
     assert retry.json()["status"] == "pending"
+    assert retry.json() == await stack.payment(request["reference_no"])  # history included
 
 
 async def test_length_prefixed_answer_is_parsed(stack: Stack) -> None:
