@@ -32,7 +32,7 @@ CATEGORIES = (
         ("fastapi/", "starlette/", "uvicorn/", "anyio/", "httptools"),
     ),
     ("pydantic", ("pydantic",)),
-    ("httpx / httpcore (status inquiry client)", ("httpx/", "httpcore/", "h11/")),
+    ("httpx / httpcore (NICEPAY client)", ("httpx/", "httpcore/", "h11/")),
     ("logging and metrics", ("logging/", "prometheus_client/")),
     ("the service's own code (app/)", ("app/",)),
     ("event loop (uvloop C code: I/O, and idle waits py-spy counted)", ("asyncio/", "uvloop")),
@@ -201,7 +201,10 @@ def _throughput_bound(r: "Results", config: "Config", base_rps: float, target: f
     if ladder and ladder.cpu_ms_per_request:
         parts.append(
             f"For scale: the yardstick with one raw asyncpg INSERT costs {ladder.cpu_ms_per_request:.2f} ms "
-            f"({base.cpu_ms_per_request / ladder.cpu_ms_per_request:.2f}{X} the trivial endpoint by CPU). "
+            f"({base.cpu_ms_per_request / ladder.cpu_ms_per_request:.2f}{X} the trivial endpoint by CPU) "
+            f"and serves {ladder.rps:,.0f} req/s ({ladder.rps / base.rps:.2f}{X}); this path, "
+            f"which verifies the push and writes three tables atomically, serves "
+            f"{w.rps / ladder.rps:.2f} of that. "
         )
     trace = r.round_trips.get(config.database, {}).get("first deposit (inquiry off)")
     if trace:
