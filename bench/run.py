@@ -21,6 +21,7 @@ import json
 import math
 import pickle
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -419,26 +420,28 @@ class Bench:
                     ),
                 )
 
+    async def _sampling(
+        self, server: procs.Server, name: str
+    ) -> tuple["subprocess.Popen[bytes]", Path]:
+        """py-spy on the server for the plan's profile window, attached before the load."""
+        assert self.results.py_spy is not None
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"profile-{name}.txt"
+        seconds = self.plan.profile_seconds + 0.5
+        sampler = profiling.record(self.results.py_spy, server.pid, seconds, out)
+        await asyncio.sleep(0.3)
+        return sampler, out
+
     async def profile(
         self, config: Config, service: procs.Server, url: str, bodies: list[str]
     ) -> None:
-        assert self.results.py_spy is not None
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"profile-{config.database.lower()}-notification.txt"
         seconds = self.plan.profile_seconds
-        sampler = profiling.record(self.results.py_spy, service.pid, seconds + 0.5, out)
-        await asyncio.sleep(0.3)  # py-spy attaches before the load starts
+        sampler, out = await self._sampling(service, f"{config.database.lower()}-notification")
         config.profile_window = await self.closed(
             "first deposits under py-spy", service, NOTIFY_PATH, bodies, seconds, url
         )
-        try:
-            await asyncio.wait_for(asyncio.to_thread(sampler.wait), 30)
-        except TimeoutError:
-            sampler.kill()
-        if out.exists():
-            config.profile = profiling.summarise(out)
-            config.profile_file = str(out.relative_to(procs.ROOT))
-        else:
+        config.profile, config.profile_file = await _collected(sampler, out)
+        if config.profile is None:
             self.results.notes.append(f"py-spy wrote no profile for {config.name}")
 
     async def registration_latency(
@@ -488,12 +491,8 @@ class Bench:
     async def profile_registrations(
         self, result: RegistrationLatency, server: procs.Server, tag: str
     ) -> None:
-        assert self.results.py_spy is not None
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"profile-{result.database.lower()}-registration.txt"
         seconds = self.plan.profile_seconds
-        sampler = profiling.record(self.results.py_spy, server.pid, seconds + 0.5, out)
-        await asyncio.sleep(0.3)  # py-spy attaches first
+        sampler, out = await self._sampling(server, f"{result.database.lower()}-registration")
         service = Connection(server.port)
         try:
             deadline, i = time.monotonic() + seconds, 0
@@ -503,13 +502,24 @@ class Bench:
                 i += 1
         finally:
             await service.close()
-        try:
-            await asyncio.wait_for(asyncio.to_thread(sampler.wait), 30)
-        except TimeoutError:
-            sampler.kill()
-        if out.exists():
-            result.profile = profiling.summarise(out)
-            result.profile_file = str(out.relative_to(procs.ROOT))
+        result.profile, result.profile_file = await _collected(sampler, out)
+
+
+async def _collected(
+    sampler: "subprocess.Popen[bytes]", out: Path
+) -> tuple[profiling.Profile | None, str | None]:
+    """Wait for py-spy to finish; its profile summarised, and the stacks file, if it wrote one."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(sampler.wait), 30)
+    except TimeoutError:
+        sampler.kill()
+    return _summary(out)
+
+
+def _summary(out: Path) -> tuple[profiling.Profile | None, str | None]:
+    if not out.exists():
+        return None, None
+    return profiling.summarise(out), str(out.relative_to(procs.ROOT))
 
 
 def _sample_pushes(n: int) -> list[str]:
