@@ -30,7 +30,7 @@ from app.nicepay.codes import (
 from app.nicepay.wib import now_utc
 from app.notifications.client_ip import IP, in_networks
 from app.notifications.store import Change, StoreUnavailable, Write
-from app.payments.schemas import EventRead, PaymentRead
+from app.payments.resource import resource_of
 from app.payments.service import TRANSITIONS, event_row, status_change
 from app.runtime import Runtime
 from app.webhooks.outbox import outbox_row
@@ -350,10 +350,8 @@ async def _outbox(
     """The outbox row for `event` (None when outbound events are off): the resource after it."""
     if not runtime.settings.merchant_webhook_url:
         return None
-    resource = PaymentRead.model_validate(payment)
     history = [*await runtime.store.events_of(payment["id"]), event]
-    resource.events = [EventRead.model_validate(e) for e in history]
-    return outbox_row(payment["id"], resource, event["type"], event["at"])
+    return outbox_row(payment["id"], resource_of(payment, history), event["type"], event["at"])
 
 
 def _misfit(status: str, current: str | None) -> str:

@@ -23,8 +23,8 @@ from app.nicepay.client import NicepayError, NicepayUnavailable
 from app.nicepay.codes import CURRENCY, PAY_METHOD_CVS
 from app.nicepay.schemas import RegistrationRequest, RegistrationResponse
 from app.nicepay.wib import from_wib_fields, now_utc, to_wib_fields
-from app.payments.resource import load_resource
-from app.payments.schemas import EventRead, PaymentCreate, PaymentRead
+from app.payments.resource import load_resource, resource_of
+from app.payments.schemas import PaymentCreate, PaymentRead
 from app.runtime import Runtime
 from app.webhooks import outbox
 
@@ -114,13 +114,9 @@ async def compare_and_set(
     to: PaymentStatus,
     at: datetime,
     values: dict[str, Any] | None = None,
-    sources: frozenset[PaymentStatus] | None = None,
 ) -> Payment | None:
-    """The bare status change; pair it with record_event in the same transaction.
-
-    `sources` narrows the statuses it may come from (never widens TRANSITIONS).
-    """
-    allowed = TRANSITIONS[to] & sources if sources is not None else TRANSITIONS[to]
+    """The bare status change; pair it with record_event in the same transaction."""
+    allowed = TRANSITIONS[to]
     changes = status_change(to, at, values)
     params = {**changes, "payment_id": payment_id, "allowed": sorted(allowed)}
     result = await session.execute(_cas_statement(tuple(sorted(changes))), params)
@@ -241,9 +237,7 @@ async def register(runtime: Runtime, body: PaymentCreate) -> tuple[PaymentRead, 
     # A `registering` payment has no history (no tXid yet, nothing else moves it but the
     # `failed` transition, which this one excluded), so its history is this one event:
     # the resource needs no read.
-    resource = PaymentRead.model_validate(registered)
-    resource.events = [EventRead(type=event_type(S.PENDING), source=EventSource.API.value, at=at)]
-    return resource, True
+    return resource_of(registered, [event_row(payment.id, S.PENDING, EventSource.API, at)]), True
 
 
 async def _get(session: AsyncSession, reference_no: str) -> Payment:
