@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = create_baseline(os.environ.get("BENCH_DSN"))
-    # The service's own uvicorn options (app/cli.py cmd_serve), so only the app differs.
+    # The service's own uvicorn options (app/cli/serve.py cmd_serve), so only the app differs.
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -42,7 +42,7 @@ CATEGORIES = (
 # Frames every request passes through: on every stack, they say nothing about the cost.
 _ENTRY_FRAMES = (
     "(app/__main__.py)",
-    "(app/cli.py)",
+    "(app/cli/",
     "RequestContext.__call__",
     "nicepay_notification",
 )

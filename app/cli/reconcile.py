@@ -1,0 +1,30 @@
+"""python -m app reconcile: one sweep against NICEPAY's status inquiry (for cron)."""
+
+import argparse
+import json
+import sys
+
+from app.cli.common import load_settings, run_async
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.logs import configure_logging
+    from app.reconcile import sweep
+    from app.runtime import open_runtime
+
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> dict[str, int]:
+        async with open_runtime(settings) as runtime:
+            return (await sweep(runtime)).as_dict()
+
+    try:
+        report = run_async(run())
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"reconcile: the database is unavailable ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    print(json.dumps(report))
+    return 1 if report["failed"] else 0

@@ -1,0 +1,34 @@
+"""python -m app replay: re-run a recorded notification through today's checks."""
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from app.cli.common import load_settings, run_async
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from app.errors import AppError
+    from app.logs import configure_logging
+    from app.notifications.replay import replay
+    from app.runtime import open_runtime
+
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> tuple[int, dict[str, Any] | None]:
+        async with open_runtime(settings) as runtime:
+            reply, verdict = await replay(runtime, args.notification_id)
+            return reply.http_status, verdict
+
+    try:
+        http_status, verdict = run_async(run())
+    except AppError as exc:
+        print(f"replay: {exc.detail}", file=sys.stderr)
+        return 1
+    if verdict is None:
+        print(f"replay: not recorded (HTTP {http_status}): the database refused", file=sys.stderr)
+        return 1
+    print(json.dumps(verdict, indent=2))
+    return 0

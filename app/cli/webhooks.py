@@ -1,0 +1,41 @@
+"""python -m app webhooks list|show|resend: the outbound payment events."""
+
+import argparse
+import sys
+
+from app.cli.common import load_settings, run_async
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from app.errors import AppError
+    from app.runtime import open_runtime
+    from app.webhooks import dispatcher
+    from app.webhooks.router import WebhookEventDetail, WebhookEventRead
+
+    settings = load_settings()
+
+    async def run() -> None:
+        async with open_runtime(settings) as runtime:
+            if args.action == "list":
+                views = await dispatcher.list_events(
+                    runtime, status=args.status, reference_no=args.reference_no, limit=args.limit
+                )
+                columns = ("event_id", "type", "reference_no", "status", "attempts", "created_at")
+                print("\t".join((*columns, "last_error")))
+                for view in views:
+                    row = WebhookEventRead.of(view).model_dump(mode="json")
+                    cells = [str(row[c]) for c in columns] + [row["last_error"] or ""]
+                    print("\t".join(cells))
+            elif args.action == "show":
+                view = await dispatcher.get_event(runtime, args.event_id)
+                print(WebhookEventDetail.of(view).model_dump_json(indent=2))
+            else:
+                await dispatcher.resend(runtime, args.event_id)
+                print(f"{args.event_id} queued; the service's dispatcher sends it again")
+
+    try:
+        run_async(run())
+    except AppError as exc:
+        print(f"webhooks {args.action}: {exc.detail}", file=sys.stderr)
+        return 1
+    return 0
