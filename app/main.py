@@ -30,7 +30,7 @@ def background_loops(settings: Settings) -> list[BackgroundLoop]:
 
         loops.append(reconcile_forever)
     if settings.merchant_webhook_url:
-        from app.webhooks.dispatcher import run_forever as dispatch_forever
+        from app.webhooks.loop import run_forever as dispatch_forever
 
         loops.append(dispatch_forever)
     return loops

@@ -1,1 +1,2 @@
-"""Outbound payment events to the storefront: the outbox and its dispatcher."""
+"""Outbound payment events to the storefront: the outbox, the delivery loop,
+the operator use cases (service) and their shapes (schemas)."""

@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 
 from app.models import Payment, WebhookAttempt, WebhookEvent
 from app.runtime import Runtime
-from app.webhooks import dispatcher
+from app.webhooks import loop
 from tests.conftest import Stack, StackFactory
 from tests.webhooks.receiver import Received, Receiver, running_receiver
 
@@ -57,7 +57,7 @@ async def pump(runtime: Runtime, condition: Callable[[], Awaitable[bool]], what:
     """Run dispatcher passes (deliver_due) until `condition` holds."""
 
     async def one_pass_then_check() -> bool:
-        await dispatcher.deliver_due(runtime)
+        await loop.deliver_due(runtime)
         return await condition()
 
     await eventually(one_pass_then_check, what)
@@ -132,4 +132,4 @@ async def hooked(stack_factory: StackFactory, receiver: Receiver) -> AsyncIterat
 @pytest.fixture
 def quick_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_forever's idle pause shortened, so background-loop tests do not wait a second."""
-    monkeypatch.setattr(dispatcher, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(loop, "POLL_SECONDS", 0.02)

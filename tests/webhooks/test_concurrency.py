@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from app.models import WebhookEvent
 from app.nicepay.wib import now_utc
 from app.runtime import Runtime, open_runtime
-from app.webhooks import dispatcher
+from app.webhooks import loop
 from tests.conftest import Stack, make_settings
 from tests.webhooks.conftest import all_in, eventually, outbox, webhook_settings
 from tests.webhooks.receiver import Received, Receiver
@@ -38,11 +38,11 @@ async def test_racing_claims_never_share_an_event(
                 await connection.execute(select(1))
         # Both see the same ten candidates and compare-and-set each in the same order: for
         # every event both UPDATEs run, and only one may match.
-        first, second = await asyncio.gather(dispatcher.claim_due(one), dispatcher.claim_due(two))
+        first, second = await asyncio.gather(loop.claim_due(one), loop.claim_due(two))
         mine, theirs = {c.id for c in first}, {c.id for c in second}
         assert not mine & theirs
         assert mine | theirs == registered  # the paid events wait behind their payment's first
-        assert await dispatcher.claim_due(one) == []  # everything due is leased
+        assert await loop.claim_due(one) == []  # everything due is leased
 
         # A lease that runs out (its holder died) lets the event be claimed again, unchanged.
         victim = next(iter(mine | theirs))
@@ -53,7 +53,7 @@ async def test_racing_claims_never_share_an_event(
                 .values(lease_until=now_utc() - timedelta(seconds=1))
             )
             await session.commit()
-        [again] = await dispatcher.claim_due(two)
+        [again] = await loop.claim_due(two)
         before = next(c for c in first + second if c.id == victim)
         assert (again.id, again.event_id, again.body) == (victim, before.event_id, before.body)
     assert receiver.received() == []
@@ -78,7 +78,7 @@ async def test_two_dispatchers_deliver_everything_once_without_overlap(
 
     async def dispatch(name: str, runtime: Runtime) -> None:
         while not stop.is_set():
-            passes[name] += await dispatcher.deliver_due(runtime)
+            passes[name] += await loop.deliver_due(runtime)
             await asyncio.sleep(0)
 
     async with open_runtime(settings) as one, open_runtime(settings) as two:

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.config import Settings
 from app.models import WebhookStatus
-from app.webhooks import dispatcher
+from app.webhooks import loop
 from tests.conftest import Stack, StackFactory, make_settings
 from tests.webhooks.conftest import (
     NEXT_SECRET,
@@ -146,7 +146,7 @@ async def test_events_api_answers_errors(hooked: Stack) -> None:
     assert anonymous.status_code == 401
 
     # Leased (in flight): a re-send now could put it on the wire twice at once.
-    [claim] = await dispatcher.claim_due(hooked.runtime)
+    [claim] = await loop.claim_due(hooked.runtime)
     assert claim.event_id == event.event_id
     response = await hooked.client.post(f"{EVENTS}/{event.event_id}/resend")
     assert response.status_code == 409
@@ -216,10 +216,10 @@ async def test_no_secret_means_nothing_is_sent(
 ) -> None:
     async with stack_factory(**webhook_settings(receiver, merchant_webhook_secret="")) as stack:
         await stack.register()
-        with pytest.raises(dispatcher.WebhookConfigError, match="MERCHANT_WEBHOOK_SECRET"):
-            await dispatcher.deliver_due(stack.runtime)
+        with pytest.raises(loop.WebhookConfigError, match="MERCHANT_WEBHOOK_SECRET"):
+            await loop.deliver_due(stack.runtime)
         with captured_logs(caplog):
-            await dispatcher.run_forever(stack.runtime)  # logs why and returns: no loop runs
+            await loop.run_forever(stack.runtime)  # logs why and returns: no loop runs
         assert [e.status for e in await outbox(stack.runtime)] == ["pending"]
     assert receiver.received() == []
     assert "webhook dispatcher not started" in caplog.text
@@ -234,14 +234,14 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
     for attempts in range(1, 40):
         ceiling = min(3600.0, 5 * 2 ** (attempts - 1))
         for _ in range(20):
-            wait = dispatcher.backoff(settings, attempts)
+            wait = loop.backoff(settings, attempts)
             assert timedelta(seconds=ceiling * 0.5) <= wait <= timedelta(seconds=ceiling)
-    assert dispatcher.backoff(settings, 10_000) <= timedelta(seconds=3600)
+    assert loop.backoff(settings, 10_000) <= timedelta(seconds=3600)
 
 
 def test_lease_outlasts_the_http_deadline() -> None:
     settings = _settings(webhook_timeout_seconds=10)
-    assert dispatcher.lease_seconds(settings) > settings.webhook_timeout_seconds
+    assert loop.lease_seconds(settings) > settings.webhook_timeout_seconds
 
 
 def test_statuses_match_the_model() -> None:

@@ -67,9 +67,9 @@ async def test_graceful_stop_mid_delivery_then_restart(
 # The service process, with a short lease and poll so the test need not wait half a minute.
 LAUNCHER = """
 import sys
-from app.webhooks import dispatcher
-dispatcher.LEASE_MARGIN_SECONDS = 0.5
-dispatcher.POLL_SECONDS = 0.05
+from app.webhooks import loop
+loop.LEASE_MARGIN_SECONDS = 0.5
+loop.POLL_SECONDS = 0.05
 from app.cli import main
 main(["serve", "--host", "127.0.0.1", "--port", sys.argv[1]])
 """

@@ -1,4 +1,4 @@
-"""The dispatcher: delivers outbox events to MERCHANT_WEBHOOK_URL as Standard Webhooks.
+"""The delivery loop (the dispatcher): delivers outbox events to MERCHANT_WEBHOOK_URL as Standard Webhooks.
 
 One pass (`deliver_due`):
 1. Pick due events: pending, `next_attempt_at` reached, not leased, and the oldest pending
@@ -24,22 +24,20 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from app import metrics
 from app.config import Settings
-from app.errors import Conflict, NotFound
-from app.models import Payment, WebhookAttempt, WebhookEvent, WebhookStatus
+from app.models import WebhookAttempt, WebhookEvent, WebhookStatus
 from app.nicepay.wib import now_utc
 from app.runtime import Runtime
+from app.webhooks.schemas import Answer, Claim
 
 log = logging.getLogger("app.webhooks")
 
@@ -56,31 +54,6 @@ Pending = WebhookStatus.PENDING
 
 class WebhookConfigError(ValueError):
     """MERCHANT_WEBHOOK_URL / MERCHANT_WEBHOOK_SECRET cannot be used (never echoes a value)."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """An event this process holds the lease on; `lease_until` is the proof of ownership."""
-
-    id: int
-    event_id: str
-    body: str
-    attempts: int
-    lease_until: datetime
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one HTTP attempt came to."""
-
-    status_code: int | None
-    excerpt: str | None
-    error: str | None
-    duration_ms: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 # --- signing ----------------------------------------------------------------------------
@@ -361,103 +334,3 @@ async def _record_interrupted(runtime: Runtime, claim: Claim, at: datetime) -> N
             await session.commit()
     except Exception:
         log.warning("webhook %s: lease left to expire", claim.event_id, exc_info=True)
-
-
-# --- operator and storefront use cases --------------------------------------------------
-
-
-async def resend(runtime: Runtime, event_id: str) -> WebhookEvent:
-    """Queue an event again (any status) for immediate delivery with a fresh attempt budget.
-
-    The body and webhook-id are unchanged, so the receiver sees the very same message. An
-    event in flight right now (leased) is refused: it would be sent twice at once.
-    """
-    now = now_utc()
-    event = WebhookEvent
-    async with runtime.sessions() as session:
-        requeued = await session.scalar(
-            update(event)
-            .where(
-                event.event_id == event_id,
-                or_(event.lease_until.is_(None), event.lease_until < now),
-            )
-            .values(
-                status=Pending,
-                attempts=0,
-                next_attempt_at=now,
-                lease_until=None,
-                delivered_at=None,
-                last_error=None,
-            )
-            .returning(event)
-            .execution_options(synchronize_session=False)
-        )
-        if requeued is None:
-            known = await session.scalar(select(event.id).where(event.event_id == event_id))
-            await session.rollback()
-            if known is None:
-                raise NotFound(f"no webhook event {event_id!r}")
-            raise Conflict(
-                "this event is being delivered right now; re-send it when the attempt ends",
-                error="delivery_in_progress",
-            )
-        await session.commit()
-    log.info("webhook %s queued for re-delivery", event_id, extra={"event_id": event_id})
-    return requeued
-
-
-@dataclass(frozen=True)
-class EventView:
-    event: WebhookEvent
-    reference_no: str
-    attempts: list[WebhookAttempt]
-
-
-async def list_events(
-    runtime: Runtime,
-    *,
-    status: WebhookStatus | None = None,
-    reference_no: str | None = None,
-    limit: int = 50,
-) -> list[EventView]:
-    """Newest first, without their attempts."""
-    query = (
-        select(WebhookEvent, Payment.reference_no)
-        .join(Payment, Payment.id == WebhookEvent.payment_id)
-        .order_by(WebhookEvent.id.desc())
-        .limit(limit)
-    )
-    if status is not None:
-        query = query.where(WebhookEvent.status == status)
-    if reference_no is not None:
-        query = query.where(Payment.reference_no == reference_no)
-    async with runtime.sessions() as session:
-        rows = (await session.execute(query)).all()
-        await session.commit()
-    return [EventView(event, ref, []) for event, ref in rows]
-
-
-async def get_event(runtime: Runtime, event_id: str) -> EventView:
-    """One event with its delivery log, oldest attempt first."""
-    async with runtime.sessions() as session:
-        row = (
-            await session.execute(
-                select(WebhookEvent, Payment.reference_no)
-                .join(Payment, Payment.id == WebhookEvent.payment_id)
-                .where(WebhookEvent.event_id == event_id)
-            )
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"no webhook event {event_id!r}")
-        attempts = await _attempts(session, row[0].id)
-        await session.commit()
-    return EventView(row[0], row[1], attempts)
-
-
-async def _attempts(session: AsyncSession, event_pk: int) -> list[WebhookAttempt]:
-    rows = await session.scalars(
-        select(WebhookAttempt)
-        .where(WebhookAttempt.webhook_event_id == event_pk)
-        .order_by(WebhookAttempt.id)
-    )
-    return list(rows)
