@@ -130,10 +130,6 @@ class Settings(BaseSettings):
         (answered, timed out, or died with its process)."""
         return timedelta(seconds=self.nicepay_deadline_seconds + 5)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def _is_placeholder(value: str) -> bool:
     return any(marker in value.lower() for marker in PLACEHOLDER_MARKERS)

@@ -1,11 +1,10 @@
-"""Engine and session factory, the declarative Base, and the session dependency.
+"""Engine and session factory, and the declarative Base.
 
 SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` (every transaction takes the write
 lock up front, so two writers serialize instead of failing on lock upgrade); PostgreSQL
 gets asyncpg and row locks where the services ask for them.
 """
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,9 +92,3 @@ def create_sessionmaker(
     engine: AsyncEngine, info: dict[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
-
-
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """Rollback-on-error and close; services commit explicitly before a response goes out."""
-    async with factory() as session:
-        yield session

@@ -73,10 +73,6 @@ class RegistrationResponse(_Result):
     transDt: str | None = None
     transTm: str | None = None
 
-    @property
-    def amount_value(self) -> str | None:
-        return self.amount if self.amount is not None else self.amt
-
 
 class InquiryRequest(WireModel):
     """onePassStatus.do (REFERENCE.md §2.1)."""
@@ -128,23 +124,3 @@ class CancelResponse(_Result):
     amount: str | None = None
     transDt: str | None = None
     transTm: str | None = None
-
-
-class Notification(WireModel):
-    """A dbProcessUrl push (REFERENCE.md §4.2). Only the fields the checks need are named."""
-
-    tXid: str
-    referenceNo: str
-    amt: str
-    merchantToken: str
-    status: str
-    payMethod: str | None = None
-    currency: str | None = None
-    matchCl: str | None = None
-    mitraCd: str | None = None
-    payNo: str | None = None
-    transDt: str | None = None
-    transTm: str | None = None
-    depositDt: str | None = None
-    depositTm: str | None = None
-    iMid: str | None = None
