@@ -4,7 +4,6 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -83,6 +82,4 @@ class StorefrontGate:
         else:
             await self.app(scope, receive, send)
             return
-        headers_out = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
-        response = JSONResponse(error.body(), status_code=error.status_code, headers=headers_out)
-        await response(scope, receive, send)
+        await error.response()(scope, receive, send)

@@ -1,7 +1,11 @@
-"""One error type for everything the API answers with a non-2xx, and its handler."""
+"""One error type for everything the API answers with a non-2xx, and its one handler.
+
+Each kind of error is a subclass of AppError that names its status code and its stable
+`error` code; an instance carries the human `detail` and any extra fields of the body.
+"""
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -11,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 class AppError(Exception):
-    status_code = 400
-    error = "bad_request"
+    status_code: ClassVar[int] = 400
+    error: ClassVar[str] = "bad_request"
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -22,10 +27,14 @@ class AppError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "detail": self.detail, **self.extra}
 
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
+
 
 class Unauthorized(AppError):
     status_code = 401
     error = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class BodyTooLarge(AppError):
@@ -41,6 +50,14 @@ class NotFound(AppError):
 class Conflict(AppError):
     status_code = 409
     error = "conflict"
+
+
+class RegistrationInProgress(Conflict):
+    error = "registration_in_progress"
+
+
+class DeliveryInProgress(Conflict):
+    error = "delivery_in_progress"
 
 
 class NicepayRejected(AppError):
@@ -63,18 +80,17 @@ class DatabaseUnavailable(AppError):
     error = "database_unavailable"
 
 
+# What escapes a request when the database is away (a driver error, a refused connection,
+# a timeout): answered 503 rather than 500.
+DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+
+
 def install_error_handler(app: FastAPI) -> None:
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, AppError)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, AppError):
+            log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+            exc = DatabaseUnavailable("database unavailable; nothing was changed, retry")
+        return exc.response()
 
-    async def database_down(request: Request, exc: Exception) -> JSONResponse:
-        log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc)
-        return await handle(
-            request, DatabaseUnavailable("database unavailable; nothing was changed, retry")
-        )
-
-    app.add_exception_handler(AppError, handle)
-    for error in (SQLAlchemyError, OSError, TimeoutError):
-        app.add_exception_handler(error, database_down)
+    for error in (AppError, *DATABASE_ERRORS):
+        app.add_exception_handler(error, handle)

@@ -5,7 +5,7 @@ import logging
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import Conflict, NotFound
+from app.errors import DeliveryInProgress, NotFound
 from app.models import Payment, WebhookAttempt, WebhookEvent, WebhookStatus
 from app.nicepay.wib import now_utc
 from app.runtime import Runtime
@@ -47,9 +47,8 @@ async def resend(runtime: Runtime, event_id: str) -> WebhookEvent:
             await session.rollback()
             if known is None:
                 raise NotFound(f"no webhook event {event_id!r}")
-            raise Conflict(
-                "this event is being delivered right now; re-send it when the attempt ends",
-                error="delivery_in_progress",
+            raise DeliveryInProgress(
+                "this event is being delivered right now; re-send it when the attempt ends"
             )
         await session.commit()
     log.info("webhook %s queued for re-delivery", event_id, extra={"event_id": event_id})
