@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     app_env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./nicepay_cvs.db"
     database_pool_size: int = 20
+    # The longest any one database wait may take (a pooled connection, a lock, a statement):
+    # past it the request is answered 503 and nothing is acknowledged.
+    database_timeout_seconds: float = Field(default=5.0, gt=0)
 
     nicepay_base_url: str = "https://dev.nicepay.co.id"
     nicepay_imid: str = SANDBOX_IMID
@@ -123,6 +126,11 @@ class Settings(BaseSettings):
     def nicepay_deadline_seconds(self) -> float:
         """The longest one NICEPAY call may take: the client enforces it as a deadline."""
         return self.nicepay_connect_timeout_seconds + self.nicepay_read_timeout_seconds
+
+    @property
+    def request_deadline_seconds(self) -> float:
+        """The longest a whole request may take: a NICEPAY call and a few database waits."""
+        return self.nicepay_deadline_seconds + 3 * self.database_timeout_seconds
 
     @property
     def registration_surely_over(self) -> timedelta:

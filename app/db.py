@@ -51,39 +51,55 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> AsyncEngine:
+    """The ORM's engine (reads, operator queries, the webhook outbox). Every wait has a
+    deadline: `timeout` seconds for a connection from the pool, for the database's lock,
+    and for each statement."""
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer anyway, and queueing in the pool is
         # fairer and faster than many connections spinning on the busy handler.
         engine = create_async_engine(
-            url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=60
+            url,
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=timeout,
+            connect_args={"timeout": timeout},
         )
-        _sqlite_pragmas(engine)
+        _sqlite_pragmas(engine, timeout)
         return engine
-    # A fixed pool (no overflow churn: a new asyncpg connection re-prepares every statement)
-    # and no pre-ping (three round trips per checkout): a connection that died with the
-    # server fails one request with 503, is invalidated, and the next checkout is fresh.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+    # A fixed pool (no overflow churn: a new asyncpg connection re-prepares every statement);
+    # pre-ping replaces a connection the server ended (a restart) before it is used: the hot
+    # paths run on the payments store's own pool, so the round trip is paid only here.
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_recycle=1800,
+        pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args={"command_timeout": timeout, "timeout": timeout},
+    )
 
 
-def _sqlite_pragmas(engine: AsyncEngine) -> None:
+def _sqlite_pragmas(engine: AsyncEngine, timeout: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        sqlite_setup(dbapi_connection)
+        sqlite_setup(dbapi_connection, busy_timeout=timeout)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def sqlite_setup(dbapi_connection: Any) -> None:
-    """Every SQLite connection the service opens (the engine's, the notification writer's)."""
+def sqlite_setup(dbapi_connection: Any, *, busy_timeout: float) -> None:
+    """Every SQLite connection the service opens (the engine's, the store's writer)."""
     # Take transaction control away from the driver so BEGIN IMMEDIATE is the only BEGIN.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -1,36 +1,49 @@
-"""FastAPI dependencies: the runtime, the settings, and the storefront's bearer key."""
+"""FastAPI dependencies (one narrow piece each) and the storefront gate."""
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import AppError, BodyTooLarge, Unauthorized
 from app.nicepay.codes import is_numeric
-from app.runtime import Runtime
 
 
 # Dependencies are `async def` although they do no I/O: a plain `def` runs on the thread
 # pool, one thread hop per dependency per request.
-async def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+async def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+async def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.services.sessions
+    return sessions
 
 
-async def get_settings_dep(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
+def service(name: str) -> Any:
+    """A dependency that hands out one service the lifespan built (app.state.services)."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state.services, name)
+
+    return Depends(get)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 
-_bearer = HTTPBearer(auto_error=False, description="One of STOREFRONT_API_KEYS")
+# Declares the bearer scheme in OpenAPI; the key itself is checked once, by StorefrontGate,
+# before FastAPI reads a body.
+storefront_key = Depends(
+    HTTPBearer(auto_error=False, description="One of STOREFRONT_API_KEYS")
+)
+StorefrontKey = Annotated[HTTPAuthorizationCredentials | None, storefront_key]
 
 
 def storefront_key_problem(settings: Settings, authorization: str | None) -> str | None:
@@ -43,18 +56,6 @@ def storefront_key_problem(settings: Settings, authorization: str | None) -> str
     for key in settings.storefront_api_keys:
         matched |= hmac.compare_digest(offered.strip().encode(), key.get_secret_value().encode())
     return None if matched else "wrong bearer key"
-
-
-async def require_storefront_key(
-    settings: SettingsDep,
-    # Declared for the OpenAPI security scheme; the header is checked below (and, earlier,
-    # by StorefrontGate).
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    request: Request,
-) -> None:
-    problem = storefront_key_problem(settings, request.headers.get("authorization"))
-    if problem:
-        raise Unauthorized(problem)
 
 
 class StorefrontGate:
@@ -72,7 +73,7 @@ class StorefrontGate:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        settings: Settings = scope["app"].state.runtime.settings
+        settings: Settings = scope["app"].state.settings
         problem = storefront_key_problem(settings, headers.get("authorization"))
         declared = headers.get("content-length", "")
         if problem:

@@ -85,12 +85,14 @@ class DatabaseUnavailable(AppError):
 DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
-def install_error_handler(app: FastAPI) -> None:
+def install_error_handler(app: FastAPI, database_errors: tuple[type[Exception], ...] = ()) -> None:
+    """`database_errors`: the payments store's own "database unavailable" types, 503 too."""
+
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, AppError):
             log.error("database unavailable on %s %s: %r", request.method, request.url.path, exc)
-            exc = DatabaseUnavailable("database unavailable; nothing was changed, retry")
+            exc = DatabaseUnavailable("database unavailable; retry the request")
         return exc.response()
 
-    for error in (AppError, *DATABASE_ERRORS):
+    for error in (AppError, *DATABASE_ERRORS, *database_errors):
         app.add_exception_handler(error, handle)

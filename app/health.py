@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.deps import RuntimeDep
-from app.notifications.client_ip import in_networks, parse_ip, resolve_client_ip
+from app.client_ip import in_networks, parse_ip, resolve_client_ip
+from app.deps import SettingsDep
 
 router = APIRouter(tags=["operator"])
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +41,13 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", name="readyz", responses={503: {"description": "Not ready"}})
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    head = runtime.migration_head
+async def readyz(request: Request) -> JSONResponse:
+    services = request.app.state.services
+    head = services.migration_head
     try:
         # Bounded: a probe must answer even when the database host drops packets.
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            current = await current_revision(runtime.engine)
+            current = await current_revision(services.engine)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         return JSONResponse(
             {"status": "unavailable", "database": f"unreachable ({type(exc).__name__})"}, 503
@@ -67,13 +68,12 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 @router.get("/whoami", name="whoami")
-async def whoami(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+async def whoami(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """The client IP the service resolves for this request, through TRUSTED_PROXIES.
 
     For operators checking a proxy chain (`python -m app doctor` calls it): the same
     resolution the dbProcessUrl applies to NICEPAY's pushes.
     """
-    settings = runtime.settings
     peer = request.client.host if request.client else None
     forwarded = request.headers.getlist("x-forwarded-for")
     client = resolve_client_ip(peer, forwarded, settings.trusted_proxies)

@@ -2,6 +2,7 @@
 line; and a last line of defence that masks configured secrets if one ever reaches a message.
 """
 
+import asyncio
 import contextlib
 import contextvars
 import json
@@ -95,11 +96,18 @@ def secrets_of(settings: Settings) -> list[str]:
 
 
 class RequestContext:
-    """Pure ASGI: a request id per request (X-Request-ID honoured) and one access line,
-    logged without the query string (a NICEPAY push may carry its token there)."""
+    """Pure ASGI, per request: an id (X-Request-ID honoured), a deadline for the whole
+    request, and one access line, logged without the query string (a NICEPAY push may carry
+    its token there).
 
-    def __init__(self, app: ASGIApp) -> None:
+    The deadline is the backstop behind every database and NICEPAY wait's own: a request
+    still unanswered when it passes is answered 503, which acknowledges nothing (a push's
+    OK, a registration's 201 are only sent after their commit).
+    """
+
+    def __init__(self, app: ASGIApp, deadline_seconds: float = 30.0) -> None:
         self.app = app
+        self.deadline_seconds = deadline_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,15 +123,30 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            async with asyncio.timeout(self.deadline_seconds):
+                await self.app(scope, receive, send_with_id)
+        except TimeoutError:
+            log.error("request deadline (%.0f s) passed: answered 503", self.deadline_seconds)
+            if not started_response:
+                body = b'{"error":"deadline_exceeded","detail":"the request took too long; retry"}'
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send_with_id({"type": "http.response.body", "body": body})
         finally:
             if log.isEnabledFor(logging.INFO):
                 log.info(

@@ -1,38 +1,128 @@
-"""create_app(): the FastAPI application, its lifespan and its background loops."""
+"""The composition root: `open_services` wires settings, database, NICEPAY client, the
+payments store and the feature services together (for the web app, the command line and
+the tests), and `create_app()` builds the FastAPI application and its background loops.
+"""
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
 from app.deps import StorefrontGate
 from app.errors import install_error_handler
 from app.health import head_revision
 from app.health import router as health_router
 from app.logs import RequestContext, configure_logging
+from app.nicepay.client import NicepayClient
 from app.notifications import router as notifications
+from app.notifications.service import NotificationService
 from app.payments.router import router as payments_router
-from app.runtime import Runtime, open_runtime
+from app.payments.service import PaymentService
+from app.payments.store import PaymentStore, StoreUnavailable, open_store
+from app.reconcile import Reconciler
 from app.webhooks.router import router as webhooks_router
 
-BackgroundLoop = Callable[[Runtime], Coroutine[Any, Any, None]]
+
+@dataclass
+class Services:
+    """Everything the entry points hand out; each service takes only what it needs."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]  # ORM reads and operator queries
+    store: PaymentStore  # the only writer of payment changes
+    nicepay: NicepayClient
+    webhook_http: httpx.AsyncClient
+    payments: PaymentService
+    notifications: NotificationService
+    reconciler: Reconciler
+    migration_head: str | None = None
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    nicepay_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Services]:
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        timeout=settings.database_timeout_seconds,
+    )
+    timeout = httpx.Timeout(
+        settings.nicepay_read_timeout_seconds, connect=settings.nicepay_connect_timeout_seconds
+    )
+    nicepay_http = httpx.AsyncClient(
+        base_url=settings.nicepay_base_url, timeout=timeout, transport=nicepay_transport
+    )
+    webhook_http = httpx.AsyncClient(
+        timeout=settings.webhook_timeout_seconds, transport=webhook_transport
+    )
+    nicepay = NicepayClient(
+        nicepay_http,
+        imid=settings.nicepay_imid,
+        merchant_key=settings.nicepay_merchant_key.get_secret_value(),
+        observe=metrics.observe_nicepay_call,
+        deadline_seconds=settings.nicepay_deadline_seconds,
+    )
+    try:
+        sessions = create_sessionmaker(engine)
+        store = open_store(
+            engine,
+            settings.database_pool_size,
+            settings.database_timeout_seconds,
+            announce=bool(settings.merchant_webhook_url),
+        )
+        try:
+            yield Services(
+                settings,
+                engine,
+                sessions,
+                store,
+                nicepay,
+                webhook_http,
+                payments=PaymentService(settings, store, nicepay),
+                notifications=NotificationService(settings, store, nicepay),
+                reconciler=Reconciler(settings, store, nicepay, sessions),
+            )
+        finally:
+            await store.close()
+    finally:
+        await nicepay_http.aclose()
+        await webhook_http.aclose()
+        await engine.dispose()
+
+
+BackgroundLoop = Callable[[Services], Coroutine[Any, Any, None]]
+
+
+async def reconcile_loop(services: Services) -> None:
+    await services.reconciler.run_forever()
+
+
+async def dispatch_loop(services: Services) -> None:
+    from app.webhooks.loop import run_forever
+
+    await run_forever(services)
 
 
 def background_loops(settings: Settings) -> list[BackgroundLoop]:
     """The loops the service runs beside the API (reconciler, webhook dispatcher)."""
     loops: list[BackgroundLoop] = []
     if settings.reconcile_interval_seconds > 0:
-        from app.reconcile import run_forever as reconcile_forever
-
-        loops.append(reconcile_forever)
+        loops.append(reconcile_loop)
     if settings.merchant_webhook_url:
-        from app.webhooks.loop import run_forever as dispatch_forever
-
-        loops.append(dispatch_forever)
+        loops.append(dispatch_loop)
     return loops
 
 
@@ -48,13 +138,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(
+        async with open_services(
             settings, nicepay_transport=nicepay_transport, webhook_transport=webhook_transport
-        ) as runtime:
-            runtime.migration_head = head_revision()
-            app.state.runtime = runtime
+        ) as services:
+            services.migration_head = head_revision()
+            app.state.services = services
+            app.state.notifications = services.notifications  # the hot route's one lookup
             loops = background_loops(settings) if run_background else []
-            tasks = [asyncio.create_task(loop(runtime)) for loop in loops]
+            tasks = [asyncio.create_task(loop(services)) for loop in loops]
             try:
                 yield
             finally:
@@ -74,11 +165,12 @@ def create_app(
         # OpenTelemetry would add per-request work (and could export exception text).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    install_error_handler(app)
+    app.state.settings = settings
+    install_error_handler(app, (StoreUnavailable,))
     notifications.mount(app)  # first: routes are matched in order
     app.include_router(payments_router)
     app.include_router(webhooks_router)
     app.include_router(health_router)
     app.add_middleware(StorefrontGate)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, deadline_seconds=settings.request_deadline_seconds)
     return app

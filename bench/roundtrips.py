@@ -29,7 +29,7 @@ from sqlalchemy import event
 
 from app.config import Settings
 from app.main import create_app
-from app.notifications.store import PostgresStore, SqliteStore
+from app.payments.store import PostgresStore, SqliteStore
 from bench.pushes import (
     NOTIFY_PATH,
     PAYMENTS_PATH,
@@ -104,7 +104,7 @@ def _instrumented() -> Iterator[None]:
         _wrap(connection, "fetchrow", lambda _s, q, *a, **k: f"pg fetchrow: {_sql(q)}"),
         _wrap(connection, "fetch", lambda _s, q, *a, **k: f"pg execute: {_sql(q)}"),
         _wrap(connection, "fetchval", lambda _s, q, *a, **k: f"pg execute: {_sql(q)}"),
-        _wrap(SqliteStore, "_run", lambda _s, *a, **k: "sqlite thread hop: notification writer"),
+        _wrap(SqliteStore, "_run", lambda _s, *a, **k: "sqlite thread hop: payments store"),
         _wrap(connection, "reload_schema_state", lambda _s, *a, **k: "pg reload schema"),
         _wrap(prepared, "fetch", lambda s, *a, **k: f"pg execute: {_sql(s.get_query())}"),
         _wrap(prepared, "fetchrow", lambda s, *a, **k: f"pg execute: {_sql(s.get_query())}"),
@@ -124,13 +124,13 @@ def _instrumented() -> Iterator[None]:
 
 
 def _store_statements() -> list[Callable[[], None]]:
-    """Record the notification store's SQL (it bypasses SQLAlchemy's cursor events)."""
+    """Record the payments store's SQL (it bypasses SQLAlchemy's cursor events)."""
     pg_fetch, pg_write = PostgresStore.fetch, PostgresStore.write
     in_thread = SqliteStore._in_thread
 
-    async def fetch(self: PostgresStore, statement: Any, values: Any) -> Any:
+    async def fetch(self: PostgresStore, statement: Any, values: Any, **kwargs: Any) -> Any:
         _recorder.statement(statement.sql)
-        return await pg_fetch(self, statement, values)
+        return await pg_fetch(self, statement, values, **kwargs)
 
     async def write(self: PostgresStore, write: Any) -> Any:
         _recorder.statement(self.compiled_write(write.shape()).sql)
@@ -276,7 +276,7 @@ async def count(url: str, tag: str) -> dict[str, Trace]:
                 storefront,
                 app,
             ):
-                engine = app.state.runtime.engine.sync_engine
+                engine = app.state.services.engine.sync_engine
                 current: list[Trace] = []
 
                 def on_statement(

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings
 from app.health import alembic_config
-from app.main import create_app
-from app.runtime import Runtime
+from app.main import Services, create_app
+from app.models import EventSource, PaymentStatus
+from app.nicepay.wib import now_utc
 from simulator.app import SimulatorState, create_simulator
 
 PG_ADMIN_URL = os.environ.get(
@@ -104,7 +105,7 @@ class Stack:
     """The service with the simulator as NICEPAY, all in-process."""
 
     app: Any
-    runtime: Runtime
+    services: Services
     sim: SimulatorState
     client: httpx.AsyncClient  # the storefront, with a valid bearer key
 
@@ -127,6 +128,15 @@ class Stack:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+async def move(
+    services: Services, reference_no: str, to: PaymentStatus, source: EventSource
+) -> bool:
+    """Move a payment as another path would (through the store, the only writer)."""
+    payment = await services.store.payment_by_reference(reference_no)
+    assert payment is not None
+    return await services.store.transition(payment, to, source, now_utc()) is not None
 
 
 def payment_body(**overrides: Any) -> dict[str, Any]:
@@ -168,7 +178,7 @@ def stack_factory(clean_db: str) -> StackFactory:
                 headers={"Authorization": f"Bearer {STOREFRONT_KEY}"},
             ) as client,
         ):
-            yield Stack(app, app.state.runtime, sim, client)
+            yield Stack(app, app.state.services, sim, client)
 
     return build
 

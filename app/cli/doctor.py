@@ -10,7 +10,7 @@ from app.config import Settings
 if TYPE_CHECKING:
     import httpx
 
-    from app.runtime import Runtime
+    from app.main import Services
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -90,28 +90,28 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
     """The database, NICEPAY, the clock and the service's view of this host, live."""
     import httpx
 
-    from app.runtime import open_runtime
+    from app.main import open_services
 
-    async with open_runtime(settings) as runtime, httpx.AsyncClient(timeout=10) as http:
+    async with open_services(settings) as services, httpx.AsyncClient(timeout=10) as http:
         return [
-            await _database_check(runtime),
-            *await _nicepay_checks(runtime, http),
+            await _database_check(services),
+            *await _nicepay_checks(services, http),
             await _client_ip_check(http, args.service_url or settings.public_base_url),
         ]
 
 
-async def _database_check(runtime: "Runtime") -> Check:
+async def _database_check(services: "Services") -> Check:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.health import current_revision, head_revision
 
-    where = make_url(runtime.settings.database_url).render_as_string(hide_password=True)
-    if await asyncio.to_thread(sqlite_file_missing, runtime.settings.database_url):
+    where = make_url(services.settings.database_url).render_as_string(hide_password=True)
+    if await asyncio.to_thread(sqlite_file_missing, services.settings.database_url):
         return "fail", "database", f"{where}: no such file: run `python -m app migrate`"
     try:
         async with asyncio.timeout(10):
-            current = await current_revision(runtime.engine)
+            current = await current_revision(services.engine)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         return "fail", "database", f"{where} unreachable ({type(exc).__name__})"
     head = head_revision()
@@ -121,7 +121,7 @@ async def _database_check(runtime: "Runtime") -> Check:
     return "ok", "database", f"{where}, migrations at head ({head})"
 
 
-async def _nicepay_checks(runtime: "Runtime", http: "httpx.AsyncClient") -> list[Check]:
+async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> list[Check]:
     """One status inquiry for a transaction that does not exist: reachable, iMid and key sane."""
     import time
     from email.utils import parsedate_to_datetime
@@ -129,10 +129,10 @@ async def _nicepay_checks(runtime: "Runtime", http: "httpx.AsyncClient") -> list
     from app.nicepay.client import NicepayError, NicepayUnavailable
     from app.nicepay.wib import WIB, now_utc
 
-    base = runtime.settings.nicepay_base_url
+    base = services.settings.nicepay_base_url
     started = time.perf_counter()
     try:
-        await runtime.nicepay.inquire("DOCTOR0000000000000000000000", "doctor-check", 1)
+        await services.nicepay.inquire("DOCTOR0000000000000000000000", "doctor-check", 1)
         nicepay: Check = ("ok", "NICEPAY", f"{base} answered")
     except NicepayUnavailable as exc:
         nicepay = ("fail", "NICEPAY", f"{base} unreachable ({exc.reason})")

@@ -11,19 +11,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.logs import configure_logging
-    from app.reconcile import sweep
-    from app.runtime import open_runtime
+    from app.main import open_services
+    from app.payments.store import StoreUnavailable
 
     settings = load_settings()
     configure_logging(settings)
 
     async def run() -> dict[str, int]:
-        async with open_runtime(settings) as runtime:
-            return (await sweep(runtime)).as_dict()
+        async with open_services(settings) as services:
+            return (await services.reconciler.sweep()).as_dict()
 
     try:
         report = run_async(run())
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, StoreUnavailable, OSError) as exc:
         print(f"reconcile: the database is unavailable ({type(exc).__name__})", file=sys.stderr)
         return 1
     print(json.dumps(report))

@@ -11,15 +11,17 @@ from app.cli.common import load_settings, run_async
 def cmd_replay(args: argparse.Namespace) -> int:
     from app.errors import AppError
     from app.logs import configure_logging
+    from app.main import open_services
     from app.notifications.replay import replay
-    from app.runtime import open_runtime
 
     settings = load_settings()
     configure_logging(settings)
 
     async def run() -> tuple[int, dict[str, Any] | None]:
-        async with open_runtime(settings) as runtime:
-            reply, verdict = await replay(runtime, args.notification_id)
+        async with open_services(settings) as services:
+            reply, verdict = await replay(
+                services.sessions, services.notifications, args.notification_id
+            )
             return reply.http_status, verdict
 
     try:

@@ -8,17 +8,17 @@ from app.cli.common import load_settings, run_async
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from app.errors import AppError
-    from app.runtime import open_runtime
+    from app.main import open_services
     from app.webhooks import service
     from app.webhooks.schemas import WebhookEventDetail, WebhookEventRead
 
     settings = load_settings()
 
     async def run() -> None:
-        async with open_runtime(settings) as runtime:
+        async with open_services(settings) as services:
             if args.action == "list":
                 views = await service.list_events(
-                    runtime, status=args.status, reference_no=args.reference_no, limit=args.limit
+                    services.sessions, status=args.status, reference_no=args.reference_no, limit=args.limit
                 )
                 columns = ("event_id", "type", "reference_no", "status", "attempts", "created_at")
                 print("\t".join((*columns, "last_error")))
@@ -27,10 +27,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                     cells = [str(row[c]) for c in columns] + [row["last_error"] or ""]
                     print("\t".join(cells))
             elif args.action == "show":
-                view = await service.get_event(runtime, args.event_id)
+                view = await service.get_event(services.sessions, args.event_id)
                 print(WebhookEventDetail.of(view).model_dump_json(indent=2))
             else:
-                await service.resend(runtime, args.event_id)
+                await service.resend(services.sessions, args.event_id)
                 print(f"{args.event_id} queued; the service's dispatcher sends it again")
 
     try:

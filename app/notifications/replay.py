@@ -8,11 +8,12 @@ the new one points back to it with `replay_of`.
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.client_ip import parse_ip
 from app.errors import NotFound
 from app.models import Notification
-from app.notifications.client_ip import parse_ip
-from app.notifications.service import Inbound, Reply, ledger_view, receive
-from app.runtime import Runtime
+from app.notifications.service import Inbound, NotificationService, Reply, ledger_view
 
 
 def inbound_from_ledger(row: Notification) -> Inbound:
@@ -29,18 +30,20 @@ def inbound_from_ledger(row: Notification) -> Inbound:
     )
 
 
-async def replay(runtime: Runtime, notification_id: int) -> tuple[Reply, dict[str, Any] | None]:
+async def replay(
+    sessions: async_sessionmaker[AsyncSession],
+    notifications: NotificationService,
+    notification_id: int,
+) -> tuple[Reply, dict[str, Any] | None]:
     """Re-run ledger row `notification_id`; the reply and the new row's verdict (None: 503)."""
-    async with runtime.sessions() as session:
+    async with sessions() as session:
         original = await session.get(Notification, notification_id)
-        await session.commit()
     if original is None:
         raise NotFound(f"no notification {notification_id} in the ledger")
-    reply = await receive(runtime, inbound_from_ledger(original))
+    reply = await notifications.receive(inbound_from_ledger(original))
     if reply.notification_id is None:
         return reply, None
-    async with runtime.sessions() as session:
+    async with sessions() as session:
         row = await session.get(Notification, reply.notification_id)
-        await session.commit()
     assert row is not None
     return reply, {**ledger_view(row), "replay_of": row.replay_of}

@@ -7,10 +7,9 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from app.client_ip import resolve_client_ip
 from app.nicepay.codes import is_numeric
 from app.notifications import service
-from app.notifications.client_ip import resolve_client_ip
-from app.runtime import Runtime
 
 PATH = "/api/v1/nicepay/notifications"
 FORM = "application/x-www-form-urlencoded"
@@ -55,8 +54,8 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
 
 
 async def nicepay_notification(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    settings = runtime.settings
+    notifications: service.NotificationService = request.app.state.notifications
+    settings = notifications.settings
     body = await _read_capped(request, settings.notification_max_body_bytes)
     query = request.scope["query_string"]
     fields = parse_form(query.decode("latin-1")) if query else {}
@@ -75,7 +74,7 @@ async def nicepay_notification(request: Request) -> Response:
         token_digest=digest,
         too_large=body is None,
     )
-    reply = await service.receive(runtime, inbound)
+    reply = await notifications.receive(inbound)
     return PlainTextResponse(reply.body, status_code=reply.http_status)
 
 

@@ -1,13 +1,16 @@
-"""The payment resource (API.md) as read inside a session: the row plus its history."""
+"""The payment resource (API.md): the row plus its history; and the outbox row that
+announces a change with the resource as it is after it."""
 
+import json
+import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.models import Payment, PaymentEvent
+from app.models import WebhookStatus
 from app.payments.schemas import EventRead, PaymentRead
+
+EVENT_PREFIX = "cvs_payment."
 
 
 def resource_of(payment: Any, events: Iterable[Any]) -> PaymentRead:
@@ -17,8 +20,30 @@ def resource_of(payment: Any, events: Iterable[Any]) -> PaymentRead:
     return resource
 
 
-async def load_resource(session: AsyncSession, payment: Payment) -> PaymentRead:
-    events = await session.scalars(
-        select(PaymentEvent).where(PaymentEvent.payment_id == payment.id).order_by(PaymentEvent.id)
+def new_event_id() -> str:
+    return "msg_" + uuid.uuid4().hex
+
+
+def outbox_row(payment_id: int, resource: PaymentRead, type_: str, at: datetime) -> dict[str, Any]:
+    """The outbox row announcing `cvs_payment.<type>`: the resource as it is after the change."""
+    body = json.dumps(
+        {
+            "type": EVENT_PREFIX + type_,
+            "timestamp": at.isoformat(),
+            "data": resource.model_dump(mode="json"),
+        },
+        separators=(",", ":"),
     )
-    return resource_of(payment, events)
+    return {
+        "event_id": new_event_id(),
+        "payment_id": payment_id,
+        "type": EVENT_PREFIX + type_,
+        "body": body,
+        "status": WebhookStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "lease_until": None,
+        "delivered_at": None,
+        "last_error": None,
+        "created_at": at,
+    }

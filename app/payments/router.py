@@ -2,21 +2,22 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from app.deps import RuntimeDep, require_storefront_key
+from app.deps import SettingsDep, service, storefront_key
 from app.models import EventSource
-from app.payments import service
 from app.payments.schemas import REFERENCE_PATTERN, PaymentCreate, PaymentRead
+from app.payments.service import PaymentService
 
 ReferenceNo = Annotated[str, Path(pattern=REFERENCE_PATTERN, examples=["ORD-1001"])]
 
 router = APIRouter(
     prefix="/api/v1/cvs/payments",
     tags=["storefront"],
-    dependencies=[Depends(require_storefront_key)],
+    dependencies=[storefront_key],
 )
+Payments = Annotated[PaymentService, service("payments")]
 
 _ERROR: dict[str, Any] = {"content": {"application/json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -25,7 +26,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown reference_no", **_ERROR},
     409: {"description": "reference_no reused with another body, or wrong status", **_ERROR},
     502: {"description": "NICEPAY answered with an error (`nicepay_code`)", **_ERROR},
-    503: {"description": "Database unavailable: nothing was changed; retry", **_ERROR},
+    503: {"description": "Database unavailable (or past its deadline); retry", **_ERROR},
     504: {"description": "NICEPAY did not answer in time", **_ERROR},
 }
 
@@ -38,9 +39,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     responses={200: {"description": "Idempotent replay", "model": PaymentRead}, **ERRORS},
 )
 async def register_payment(
-    body: PaymentCreate, runtime: RuntimeDep, response: Response
+    body: PaymentCreate, payments: Payments, settings: SettingsDep, response: Response
 ) -> PaymentRead:
-    enabled = runtime.settings.cvs_enabled_stores
+    enabled = settings.cvs_enabled_stores
     if body.store not in enabled:
         raise RequestValidationError(
             [
@@ -52,19 +53,19 @@ async def register_payment(
                 }
             ]
         )
-    resource, created = await service.register(runtime, body)
+    resource, created = await payments.register(body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return resource
 
 
 @router.get("/{reference_no}", name="get_payment", response_model=PaymentRead, responses=ERRORS)
-async def get_payment(reference_no: ReferenceNo, runtime: RuntimeDep) -> PaymentRead:
-    return await service.get_payment(runtime, reference_no)
+async def get_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentRead:
+    return await payments.get(reference_no)
 
 
 @router.post(
     "/{reference_no}/cancel", name="cancel_payment", response_model=PaymentRead, responses=ERRORS
 )
-async def cancel_payment(reference_no: ReferenceNo, runtime: RuntimeDep) -> PaymentRead:
-    return await service.cancel(runtime, reference_no, EventSource.API)
+async def cancel_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentRead:
+    return await payments.cancel(reference_no, EventSource.API)

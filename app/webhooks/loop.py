@@ -25,10 +25,11 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -36,7 +37,6 @@ from app import metrics
 from app.config import Settings
 from app.models import WebhookAttempt, WebhookEvent, WebhookStatus
 from app.nicepay.wib import now_utc
-from app.runtime import Runtime
 from app.webhooks.schemas import Answer, Claim
 
 log = logging.getLogger("app.webhooks")
@@ -50,6 +50,14 @@ MAX_IDLE_AFTER_ERRORS_SECONDS = 30.0
 USER_AGENT = "nicepay-cvs-webhooks/1"
 
 Pending = WebhookStatus.PENDING
+
+
+class DeliveryDeps(Protocol):
+    """What the loop uses: the ORM sessions (the outbox), the settings, one HTTP client."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+    webhook_http: httpx.AsyncClient
 
 
 class WebhookConfigError(ValueError):
@@ -127,11 +135,11 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def claim_due(runtime: Runtime, limit: int = BATCH_SIZE) -> list[Claim]:
+async def claim_due(deps: DeliveryDeps, limit: int = BATCH_SIZE) -> list[Claim]:
     """Lease up to `limit` due events; each claim is its own compare-and-set transaction."""
-    lease = timedelta(seconds=lease_seconds(runtime.settings))
+    lease = timedelta(seconds=lease_seconds(deps.settings))
     claims: list[Claim] = []
-    async with runtime.sessions() as session:
+    async with deps.sessions() as session:
         candidates = list(
             await session.scalars(
                 select(WebhookEvent.id)
@@ -159,20 +167,20 @@ async def claim_due(runtime: Runtime, limit: int = BATCH_SIZE) -> list[Claim]:
     return claims
 
 
-async def deliver_due(runtime: Runtime) -> int:
+async def deliver_due(deps: DeliveryDeps) -> int:
     """One pass: claim due events and deliver them; returns how many were attempted."""
-    keys = signers(runtime.settings)
-    claims = await claim_due(runtime)
+    keys = signers(deps.settings)
+    claims = await claim_due(deps)
     async with asyncio.TaskGroup() as group:
         for claim in claims:
-            group.create_task(_deliver(runtime, keys, claim))
+            group.create_task(_deliver(deps, keys, claim))
     return len(claims)
 
 
-async def run_forever(runtime: Runtime) -> None:
+async def run_forever(deps: DeliveryDeps) -> None:
     """The background loop: a pass, then another at once if it found work, else a pause."""
     try:
-        signers(runtime.settings)
+        signers(deps.settings)
     except WebhookConfigError as exc:
         log.error("webhook dispatcher not started: %s", exc)
         return
@@ -180,7 +188,7 @@ async def run_forever(runtime: Runtime) -> None:
     failures = 0
     while True:
         try:
-            attempted = await deliver_due(runtime)
+            attempted = await deliver_due(deps)
             failures = 0
         except Exception:
             # The database is away, most likely: keep the loop alive, back off the noise.
@@ -192,18 +200,18 @@ async def run_forever(runtime: Runtime) -> None:
             await asyncio.sleep(max(pause, POLL_SECONDS))
 
 
-async def _deliver(runtime: Runtime, keys: Sequence[Webhook], claim: Claim) -> None:
+async def _deliver(deps: DeliveryDeps, keys: Sequence[Webhook], claim: Claim) -> None:
     at = now_utc()
     headers = signed_headers(keys, claim.event_id, at, claim.body)
     try:
-        answer = await _post(runtime.webhook_http, runtime.settings, claim.body, headers)
+        answer = await _post(deps.webhook_http, deps.settings, claim.body, headers)
     except asyncio.CancelledError:
         # The service is stopping mid-request: log the attempt and free the lease so the
         # next process sends the event again at once (same id and body) instead of waiting.
-        await _record_interrupted(runtime, claim, at)
+        await _record_interrupted(deps, claim, at)
         raise
     try:
-        await _record(runtime, claim, at, answer)
+        await _record(deps, claim, at, answer)
     except Exception:
         # Left leased: once the lease expires the event is sent again (at least once).
         log.exception("could not record webhook attempt for %s", claim.event_id)
@@ -246,9 +254,9 @@ def _describe(exc: BaseException, url: str) -> str:
     return f"{type(exc).__name__}: {message}"[:ERROR_CHARS] if message else type(exc).__name__
 
 
-async def _record(runtime: Runtime, claim: Claim, at: datetime, answer: Answer) -> None:
+async def _record(deps: DeliveryDeps, claim: Claim, at: datetime, answer: Answer) -> None:
     """The attempt row and the event's new state, in one transaction."""
-    settings = runtime.settings
+    settings = deps.settings
     now = now_utc()
     attempts = claim.attempts + 1
     event = WebhookEvent
@@ -268,7 +276,7 @@ async def _record(runtime: Runtime, claim: Claim, at: datetime, answer: Answer) 
             outcome = "failed"
             values["next_attempt_at"] = now + backoff(settings, attempts)
         owned = and_(event.status == Pending, event.lease_until == claim.lease_until)
-    async with runtime.sessions() as session:
+    async with deps.sessions() as session:
         session.add(
             WebhookAttempt(
                 webhook_event_id=claim.id,
@@ -311,11 +319,11 @@ async def _record(runtime: Runtime, claim: Claim, at: datetime, answer: Answer) 
         )
 
 
-async def _record_interrupted(runtime: Runtime, claim: Claim, at: datetime) -> None:
+async def _record_interrupted(deps: DeliveryDeps, claim: Claim, at: datetime) -> None:
     """Best effort on shutdown; if it fails the lease simply runs out."""
     event = WebhookEvent
     try:
-        async with runtime.sessions() as session:
+        async with deps.sessions() as session:
             session.add(
                 WebhookAttempt(
                     webhook_event_id=claim.id,

@@ -2,9 +2,9 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 
-from app.deps import RuntimeDep, require_storefront_key
+from app.deps import SessionsDep, storefront_key
 from app.models import WebhookStatus
 from app.payments.schemas import REFERENCE_PATTERN
 from app.webhooks import service
@@ -15,7 +15,7 @@ EventId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,40}$")]
 router = APIRouter(
     prefix="/api/v1/cvs/webhooks",
     tags=["storefront"],
-    dependencies=[Depends(require_storefront_key)],
+    dependencies=[storefront_key],
 )
 
 _ERROR: dict[str, Any] = {"content": {"application/json": {}}}
@@ -29,14 +29,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     "/events", name="list_webhook_events", response_model=list[WebhookEventRead], responses=ERRORS
 )
 async def list_webhook_events(
-    runtime: RuntimeDep,
+    sessions: SessionsDep,
     status: WebhookStatus | None = None,
     reference_no: Annotated[str | None, Query(pattern=REFERENCE_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[WebhookEventRead]:
     """Outbound events, newest first; filter by status (e.g. `given_up`) or payment."""
     views = await service.list_events(
-        runtime, status=status, reference_no=reference_no, limit=limit
+        sessions, status=status, reference_no=reference_no, limit=limit
     )
     return [WebhookEventRead.of(view) for view in views]
 
@@ -47,9 +47,9 @@ async def list_webhook_events(
     response_model=WebhookEventDetail,
     responses=ERRORS,
 )
-async def get_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEventDetail:
+async def get_webhook_event(event_id: EventId, sessions: SessionsDep) -> WebhookEventDetail:
     """One event, its payload and its delivery log (time, status code, answer excerpt)."""
-    return WebhookEventDetail.of(await service.get_event(runtime, event_id))
+    return WebhookEventDetail.of(await service.get_event(sessions, event_id))
 
 
 @router.post(
@@ -62,7 +62,7 @@ async def get_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEv
         409: {"description": "The event is being delivered right now", **_ERROR},
     },
 )
-async def resend_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEventRead:
+async def resend_webhook_event(event_id: EventId, sessions: SessionsDep) -> WebhookEventRead:
     """Queue the event again, same webhook-id and body, with a fresh attempt budget."""
-    await service.resend(runtime, event_id)
-    return WebhookEventRead.of(await service.get_event(runtime, event_id))
+    await service.resend(sessions, event_id)
+    return WebhookEventRead.of(await service.get_event(sessions, event_id))

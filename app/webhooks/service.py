@@ -3,12 +3,11 @@
 import logging
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import DeliveryInProgress, NotFound
 from app.models import Payment, WebhookAttempt, WebhookEvent, WebhookStatus
 from app.nicepay.wib import now_utc
-from app.runtime import Runtime
 from app.webhooks.schemas import EventView
 
 log = logging.getLogger("app.webhooks")
@@ -16,7 +15,7 @@ log = logging.getLogger("app.webhooks")
 Pending = WebhookStatus.PENDING
 
 
-async def resend(runtime: Runtime, event_id: str) -> WebhookEvent:
+async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> WebhookEvent:
     """Queue an event again (any status) for immediate delivery with a fresh attempt budget.
 
     The body and webhook-id are unchanged, so the receiver sees the very same message. An
@@ -24,7 +23,7 @@ async def resend(runtime: Runtime, event_id: str) -> WebhookEvent:
     """
     now = now_utc()
     event = WebhookEvent
-    async with runtime.sessions() as session:
+    async with sessions() as session:
         requeued = await session.scalar(
             update(event)
             .where(
@@ -56,7 +55,7 @@ async def resend(runtime: Runtime, event_id: str) -> WebhookEvent:
 
 
 async def list_events(
-    runtime: Runtime,
+    sessions: async_sessionmaker[AsyncSession],
     *,
     status: WebhookStatus | None = None,
     reference_no: str | None = None,
@@ -73,15 +72,15 @@ async def list_events(
         query = query.where(WebhookEvent.status == status)
     if reference_no is not None:
         query = query.where(Payment.reference_no == reference_no)
-    async with runtime.sessions() as session:
+    async with sessions() as session:
         rows = (await session.execute(query)).all()
         await session.commit()
     return [EventView(event, ref, []) for event, ref in rows]
 
 
-async def get_event(runtime: Runtime, event_id: str) -> EventView:
+async def get_event(sessions: async_sessionmaker[AsyncSession], event_id: str) -> EventView:
     """One event with its delivery log, oldest attempt first."""
-    async with runtime.sessions() as session:
+    async with sessions() as session:
         row = (
             await session.execute(
                 select(WebhookEvent, Payment.reference_no)

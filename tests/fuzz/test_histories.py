@@ -18,8 +18,7 @@ from sqlalchemy import select
 from app.models import Notification, Payment, PaymentEvent, PaymentStatus
 from app.nicepay.codes import NotificationStatus
 from app.nicepay.wib import now_utc
-from app.payments.service import TRANSITIONS
-from app.reconcile import sweep
+from app.payments.machine import TRANSITIONS
 from tests.conftest import Stack
 from tests.procs import RAW_TOKENS
 
@@ -90,19 +89,19 @@ class World:
             self.dropped.add(i)
             await sim.expire(self.txid(i))
         elif action == "sweep":
-            await sweep(self.stack.runtime)
+            await self.stack.services.reconciler.sweep()
         elif action == "late_sweep":
-            await sweep(self.stack.runtime, now=now_utc() + LATER)
+            await self.stack.services.reconciler.sweep(now=now_utc() + LATER)
         elif action == "race":  # a deposit's copies and a sweep at the same moment
             self.paid_at_till.add(i)
             await sim.pay(self.txid(i), copies=0)
             form = self.form(i, NotificationStatus.DEPOSIT)
-            await asyncio.gather(self.push(form, copies), sweep(self.stack.runtime))
+            await asyncio.gather(self.push(form, copies), self.stack.services.reconciler.sweep())
 
     async def check(self) -> None:
         """The invariants, for every payment of this history."""
         ids = {p["reference_no"] for p in self.payments}
-        async with self.stack.runtime.sessions() as session:
+        async with self.stack.services.sessions() as session:
             payments = {
                 p.reference_no: p
                 for p in await session.scalars(select(Payment).where(Payment.reference_no.in_(ids)))

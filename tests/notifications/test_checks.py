@@ -7,17 +7,16 @@ import pytest
 from sqlalchemy import select, text
 
 from app.config import SANDBOX_MERCHANT_KEY
-from app.models import EventSource, Notification, Payment, PaymentStatus
+from app.models import EventSource, Notification, PaymentStatus
 from app.nicepay.codes import NotificationStatus
 from app.nicepay.tokens import txid_token
-from app.payments.service import transition
-from tests.conftest import NICEPAY_IP, Stack, StackFactory
+from tests.conftest import NICEPAY_IP, Stack, StackFactory, move
 
 URL = "/api/v1/nicepay/notifications"
 
 
 async def ledger(stack: Stack) -> list[Notification]:
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         return list(await session.scalars(select(Notification).order_by(Notification.id)))
 
 
@@ -203,13 +202,8 @@ async def test_deposit_after_cancel_is_quarantined(stack: Stack) -> None:
 
 async def test_late_deposit_confirmed_by_nicepay_is_applied_and_flagged(stack: Stack) -> None:
     payment = await stack.register()
-    async with stack.runtime.sessions() as session:
-        row = await session.scalar(
-            select(Payment).where(Payment.reference_no == payment["reference_no"])
-        )
-        assert row is not None
-        await transition(session, row.id, PaymentStatus.EXPIRED, EventSource.RECONCILE)
-        await session.commit()
+    reference_no = payment["reference_no"]
+    assert await move(stack.services, reference_no, PaymentStatus.EXPIRED, EventSource.RECONCILE)
     assert await stack.sim.pay(payment["txid"]) == [(200, "OK")]
     resource = await stack.payment(payment["reference_no"])
     assert (resource["status"], resource["paid_late"]) == ("paid", True)
@@ -296,12 +290,12 @@ async def test_database_down_is_503_and_acknowledges_nothing(stack: Stack) -> No
     payment = await stack.register()
     await stack.sim.settle_silently(payment["txid"])
     form = await deposit_form(stack, payment)
-    async with stack.runtime.engine.begin() as connection:  # break the schema under the service
+    async with stack.services.engine.begin() as connection:  # break the schema under the service
         await connection.execute(text("ALTER TABLE notifications RENAME TO notifications_away"))
     try:
         response = await push(stack, form)
     finally:
-        async with stack.runtime.engine.begin() as connection:
+        async with stack.services.engine.begin() as connection:
             await connection.execute(text("ALTER TABLE notifications_away RENAME TO notifications"))
     assert response.status_code == 503
     assert response.text != "OK"

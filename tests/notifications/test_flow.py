@@ -27,7 +27,7 @@ async def test_concurrent_copies_apply_once(stack: Stack) -> None:
     payment = await stack.register()
     pushes = await stack.sim.pay(payment["txid"], copies=30)
     assert pushes == [(200, "OK")] * 30
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         rows = await session.scalar(select(func.count()).select_from(Notification))
         outcomes = dict(
             (

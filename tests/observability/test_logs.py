@@ -12,7 +12,6 @@ import pytest
 from app.logs import secrets_of
 from app.nicepay.codes import NotificationStatus
 from app.nicepay.tokens import txid_token
-from app.reconcile import sweep
 from tests.conftest import STOREFRONT_KEY, Stack, StackFactory, make_settings
 
 MERCHANT_KEY = "LogTest+Merchant/Key0123456789abcdefABCDEF=="
@@ -59,7 +58,7 @@ async def traffic(stack: Stack) -> list[str]:
     assert (duplicate.status_code, forged.status_code) == (200, 403)
     lost = await stack.register()
     await stack.sim.settle_silently(lost["txid"])
-    assert (await sweep(stack.runtime)).healed == 1
+    assert (await stack.services.reconciler.sweep()).healed == 1
 
     careless = logging.getLogger("app.careless")
     careless.error("the key is %s", MERCHANT_KEY, extra={"settings": {"key": MERCHANT_KEY}})
@@ -68,7 +67,7 @@ async def traffic(stack: Stack) -> list[str]:
     except RuntimeError:
         careless.exception("failed with %s", PREVIOUS_KEY)
     assert form["merchantToken"] == txid_token(
-        stack.runtime.settings.nicepay_imid, tx.txid, tx.amt, MERCHANT_KEY
+        stack.services.settings.nicepay_imid, tx.txid, tx.amt, MERCHANT_KEY
     )
     return [form["merchantToken"]]
 

@@ -3,7 +3,6 @@
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.nicepay.codes import NotificationStatus
-from app.reconcile import sweep
 from tests.conftest import Stack
 
 DEPOSIT = NotificationStatus.DEPOSIT
@@ -38,7 +37,7 @@ async def test_counters_move_with_traffic(stack: Stack) -> None:
         forged = {**form, "merchantToken": "0" * 64}
         response = await nicepay.post("/api/v1/nicepay/notifications", data=forged)
     assert response.status_code == 403
-    assert (await sweep(stack.runtime)).healed == 1
+    assert (await stack.services.reconciler.sweep()).healed == 1
 
     after = await scrape(stack)
     assert moved(before, after, "cvs_registrations_total", result="registered") == 2

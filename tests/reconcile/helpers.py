@@ -7,7 +7,7 @@ from tests.conftest import Stack
 
 
 async def payment_row(stack: Stack, reference_no: str) -> Payment:
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         row = await session.scalar(select(Payment).where(Payment.reference_no == reference_no))
         await session.commit()
     assert row is not None
@@ -16,7 +16,7 @@ async def payment_row(stack: Stack, reference_no: str) -> Payment:
 
 async def events(stack: Stack, reference_no: str) -> list[PaymentEvent]:
     payment = await payment_row(stack, reference_no)
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         rows = list(
             await session.scalars(
                 select(PaymentEvent)
@@ -33,7 +33,7 @@ async def history(stack: Stack, reference_no: str) -> list[tuple[str, str]]:
 
 
 async def ledger(stack: Stack, txid: str) -> list[Notification]:
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         rows = list(
             await session.scalars(
                 select(Notification).where(Notification.txid == txid).order_by(Notification.id)

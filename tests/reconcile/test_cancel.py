@@ -1,6 +1,5 @@
 """POST /api/v1/cvs/payments/{reference_no}/cancel: onePassAllCancel.do, then `cancelled`."""
 
-from app.reconcile import sweep
 from simulator.app import CANCEL, Faults, Lifecycle
 from tests.conftest import Stack
 from tests.reconcile.helpers import history
@@ -47,7 +46,7 @@ async def test_cancel_of_a_code_paid_without_a_push_is_refused_by_nicepay(stack:
     assert (status, body["error"], body["nicepay_code"]) == (502, "nicepay_error", "9330")
     assert (await stack.payment(payment["reference_no"]))["status"] == "pending"
 
-    assert (await sweep(stack.runtime)).healed == 1
+    assert (await stack.services.reconciler.sweep()).healed == 1
     assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
 
 

@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from sqlalchemy import func, select
 
 from app.db import create_engine, create_sessionmaker
+from app.main import Services
 from app.models import Notification, PaymentEvent
-from app.reconcile import SweepReport, sweep
-from app.runtime import Runtime
+from app.reconcile import SweepReport
 from simulator.app import INQUIRY, Faults
 from tests.conftest import Stack
 
@@ -19,19 +19,19 @@ COUNT = 24
 
 
 @asynccontextmanager
-async def replica(stack: Stack) -> AsyncIterator[Runtime]:
+async def replica(stack: Stack) -> AsyncIterator[Services]:
     """A second service process, as far as the database can tell: its own engine and pool."""
-    engine = create_engine(stack.runtime.settings.database_url, pool_size=5)
+    engine = create_engine(stack.services.settings.database_url, pool_size=5)
     try:
         yield dataclasses.replace(
-            stack.runtime, engine=engine, sessions=create_sessionmaker(engine)
+            stack.services, engine=engine, sessions=create_sessionmaker(engine)
         )
     finally:
         await engine.dispose()
 
 
 async def paid_events_per_payment(stack: Stack) -> dict[int, int]:
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         rows = await session.execute(
             select(PaymentEvent.payment_id, func.count())
             .where(PaymentEvent.type == "paid")
@@ -52,7 +52,7 @@ async def test_two_sweeps_at_once_heal_each_lost_deposit_once(stack: Stack) -> N
     inquiries_before = stack.sim.calls[INQUIRY]
 
     async with replica(stack) as other:
-        reports = list(await asyncio.gather(sweep(stack.runtime), sweep(other)))
+        reports = list(await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep()))
 
     assert total(reports, "healed") == COUNT
     assert total(reports, "checked") == COUNT
@@ -74,14 +74,14 @@ async def test_two_sweeps_at_once_complete_each_awaiting_notification_once(
     stack.sim.faults = Faults()
 
     async with replica(stack) as other:
-        reports = list(await asyncio.gather(sweep(stack.runtime), sweep(other)))
+        reports = list(await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep()))
 
     # Both sweepers may look at a row; exactly one completes it.
     assert total(reports, "confirmed") == COUNT
     per_payment = await paid_events_per_payment(stack)
     assert len(per_payment) == COUNT
     assert set(per_payment.values()) == {1}
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         unresolved = await session.scalar(
             select(func.count()).select_from(Notification).where(Notification.resolved_at.is_(None))
         )

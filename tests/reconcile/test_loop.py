@@ -4,9 +4,7 @@ import asyncio
 
 import pytest
 
-from app.main import background_loops
-from app.reconcile import run_forever
-from app.runtime import open_runtime
+from app.main import background_loops, open_services, reconcile_loop
 from tests.conftest import StackFactory, make_settings
 from tests.procs import free_port
 
@@ -14,10 +12,10 @@ DEADLINE_SECONDS = 30.0
 
 
 def test_the_service_runs_the_reconciler_unless_the_interval_is_zero() -> None:
-    assert run_forever in background_loops(
+    assert reconcile_loop in background_loops(
         make_settings("sqlite+aiosqlite://", reconcile_interval_seconds=300)
     )
-    assert run_forever not in background_loops(make_settings("sqlite+aiosqlite://"))  # 0
+    assert reconcile_loop not in background_loops(make_settings("sqlite+aiosqlite://"))  # 0
 
 
 async def test_the_loop_heals_a_lost_deposit_without_anyone_asking(
@@ -26,7 +24,7 @@ async def test_the_loop_heals_a_lost_deposit_without_anyone_asking(
     async with stack_factory(reconcile_interval_seconds=0.05) as stack:
         payment = await stack.register()
         await stack.sim.settle_silently(payment["txid"])
-        loop = asyncio.create_task(run_forever(stack.runtime))
+        loop = asyncio.create_task(stack.services.reconciler.run_forever())
         try:
             deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
             while (await stack.payment(payment["reference_no"]))["status"] != "paid":
@@ -43,8 +41,8 @@ async def test_the_loop_heals_a_lost_deposit_without_anyone_asking(
 async def test_the_loop_outlives_a_database_outage(caplog: pytest.LogCaptureFixture) -> None:
     nowhere = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nicepay"
     settings = make_settings(nowhere, reconcile_interval_seconds=0.01)
-    async with open_runtime(settings) as runtime:
-        loop = asyncio.create_task(run_forever(runtime))
+    async with open_services(settings) as services:
+        loop = asyncio.create_task(services.reconciler.run_forever())
         try:
             deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
             while len([r for r in caplog.records if "sweep crashed" in r.message]) < 2:

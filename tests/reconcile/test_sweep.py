@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.models import Outcome
 from app.nicepay.wib import now_utc
-from app.reconcile import SweepReport, next_check, sweep
+from app.reconcile import SweepReport, next_check
 from simulator.app import INQUIRY, REGISTER, Faults, Lifecycle
 from tests.conftest import Stack, payment_body
 from tests.reconcile.helpers import events, history, ledger, payment_row
@@ -31,7 +31,7 @@ async def test_deposit_whose_push_never_arrived_is_healed(stack: Stack) -> None:
     payment = await stack.register()
     await stack.sim.settle_silently(payment["txid"])
 
-    assert await sweep(stack.runtime) == report(checked=1, healed=1)
+    assert await stack.services.reconciler.sweep() == report(checked=1, healed=1)
 
     paid = await stack.payment(payment["reference_no"])
     assert paid["status"] == "paid"
@@ -41,7 +41,7 @@ async def test_deposit_whose_push_never_arrived_is_healed(stack: Stack) -> None:
         ("paid", "reconcile"),
     ]
     # Idempotent: nothing is pending any more, nothing changes.
-    assert await sweep(stack.runtime) == report()
+    assert await stack.services.reconciler.sweep() == report()
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("paid", "reconcile"),
@@ -54,7 +54,7 @@ async def test_unpaid_code_past_expiry_becomes_expired(stack: Stack) -> None:
     later = expires_at + timedelta(minutes=1)
     stack.sim.clock = lambda: later  # NICEPAY's clock too: its code reads 4 by itself
 
-    assert await sweep(stack.runtime, now=later) == report(checked=1, expired=1)
+    assert await stack.services.reconciler.sweep(now=later) == report(checked=1, expired=1)
 
     expired = await stack.payment(payment["reference_no"])
     assert expired["status"] == "expired"
@@ -66,7 +66,7 @@ async def test_code_dead_at_nicepay_before_expiry_is_cancelled(stack: Stack) -> 
     payment = await stack.register()
     stack.sim.transactions[payment["txid"]].lifecycle = Lifecycle.CANCELLED  # e.g. dashboard
 
-    assert await sweep(stack.runtime) == report(checked=1, cancelled=1)
+    assert await stack.services.reconciler.sweep() == report(checked=1, cancelled=1)
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("cancelled", "reconcile"),
@@ -78,7 +78,7 @@ async def test_code_nicepay_expired_early_is_expired_not_cancelled(stack: Stack)
     payment = await stack.register()
     await stack.sim.expire(payment["txid"])
 
-    assert await sweep(stack.runtime) == report(checked=1, expired=1)
+    assert await stack.services.reconciler.sweep() == report(checked=1, expired=1)
     assert (await history(stack, payment["reference_no"]))[-1] == ("expired", "reconcile")
 
 
@@ -88,21 +88,21 @@ async def test_unpaid_and_ready_codes_are_left_and_checked_again_later(stack: St
     await stack.sim.ready(ready["txid"])
     now = now_utc()
 
-    assert await sweep(stack.runtime, now=now) == report(checked=2, left=2)
+    assert await stack.services.reconciler.sweep(now=now) == report(checked=2, left=2)
     row = await payment_row(stack, unpaid["reference_no"])
     assert row.status == "pending"
     assert row.next_check_at == next_check(row.expires_at, now)
     # The lease is the backoff: a sweep before the next check time does nothing.
-    assert await sweep(stack.runtime, now=now + timedelta(minutes=1)) == report()
+    assert await stack.services.reconciler.sweep(now=now + timedelta(minutes=1)) == report()
 
     # Near the expiry the checks come closer together, and keep coming just after it
     # while NICEPAY (whose clock has not moved here) still says unpaid.
     near = row.expires_at - timedelta(minutes=16)
-    assert await sweep(stack.runtime, now=near) == report(checked=2, left=2)
+    assert await stack.services.reconciler.sweep(now=near) == report(checked=2, left=2)
     row = await payment_row(stack, unpaid["reference_no"])
     assert row.next_check_at == near + timedelta(minutes=2)
     past = row.expires_at + timedelta(seconds=30)
-    assert await sweep(stack.runtime, now=past) == report(checked=2, left=2)
+    assert await stack.services.reconciler.sweep(now=past) == report(checked=2, left=2)
     row = await payment_row(stack, unpaid["reference_no"])
     assert row.next_check_at == past + timedelta(minutes=1)
     assert await history(stack, unpaid["reference_no"]) == [("registered", "api")]
@@ -114,12 +114,12 @@ async def test_inquiry_failure_counts_as_failed_and_is_retried_later(stack: Stac
     stack.sim.faults = INQUIRY_DOWN
     now = now_utc()
 
-    assert await sweep(stack.runtime, now=now) == report(checked=1, failed=1)
+    assert await stack.services.reconciler.sweep(now=now) == report(checked=1, failed=1)
     assert (await stack.payment(payment["reference_no"]))["status"] == "pending"
 
     stack.sim.faults = Faults()
-    assert await sweep(stack.runtime, now=now) == report()  # not due yet
-    assert await sweep(stack.runtime, now=now + timedelta(minutes=31)) == report(
+    assert await stack.services.reconciler.sweep(now=now) == report()  # not due yet
+    assert await stack.services.reconciler.sweep(now=now + timedelta(minutes=31)) == report(
         checked=1, healed=1
     )
     assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
@@ -134,7 +134,7 @@ async def test_deposit_left_awaiting_confirmation_is_completed(stack: Stack) -> 
     assert (await stack.payment(payment["reference_no"]))["status"] == "pending"
 
     stack.sim.faults = Faults()
-    assert await sweep(stack.runtime) == report(checked=1, confirmed=1)
+    assert await stack.services.reconciler.sweep() == report(checked=1, confirmed=1)
 
     assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
     paid = (await events(stack, payment["reference_no"]))[-1]
@@ -142,7 +142,7 @@ async def test_deposit_left_awaiting_confirmation_is_completed(stack: Stack) -> 
     [resolved] = await ledger(stack, payment["txid"])
     assert resolved.resolved_at is not None
     assert resolved.outcome == Outcome.AWAITING_CONFIRMATION  # the ledger's verdict stays
-    assert await sweep(stack.runtime) == report()
+    assert await stack.services.reconciler.sweep() == report()
 
 
 async def test_reversal_left_awaiting_confirmation_is_completed(stack: Stack) -> None:
@@ -153,7 +153,7 @@ async def test_reversal_left_awaiting_confirmation_is_completed(stack: Stack) ->
     assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
 
     stack.sim.faults = Faults()
-    assert await sweep(stack.runtime) == report(checked=1, confirmed=1)
+    assert await stack.services.reconciler.sweep() == report(checked=1, confirmed=1)
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("paid", "notification"),
@@ -166,12 +166,12 @@ async def test_late_deposit_awaiting_confirmation_is_paid_late(stack: Stack) -> 
     expires_at = (await payment_row(stack, payment["reference_no"])).expires_at
     later = expires_at + timedelta(minutes=1)
     stack.sim.clock = lambda: later
-    assert await sweep(stack.runtime, now=later) == report(checked=1, expired=1)
+    assert await stack.services.reconciler.sweep(now=later) == report(checked=1, expired=1)
     stack.sim.faults = INQUIRY_DOWN
     assert await stack.sim.pay(payment["txid"]) == [(200, "OK")]  # paid after all
 
     stack.sim.faults = Faults()
-    assert await sweep(stack.runtime, now=later) == report(checked=1, confirmed=1)
+    assert await stack.services.reconciler.sweep(now=later) == report(checked=1, confirmed=1)
     paid = await stack.payment(payment["reference_no"])
     assert paid["status"] == "paid"
     assert paid["paid_late"] is True
@@ -186,14 +186,14 @@ async def test_notification_nicepay_contradicts_is_quarantined(stack: Stack) -> 
     stack.sim.faults = Faults()
 
     # The push is set aside; the payment itself is asked about and stays pending.
-    assert await sweep(stack.runtime) == report(checked=2, quarantined=1, left=1)
+    assert await stack.services.reconciler.sweep() == report(checked=2, quarantined=1, left=1)
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("quarantined", "reconcile"),
     ]
     [row] = await ledger(stack, payment["txid"])
     assert row.resolved_at is not None
-    assert await sweep(stack.runtime) == report()
+    assert await stack.services.reconciler.sweep() == report()
 
 
 async def test_registration_that_never_got_a_code_fails_after_expiry(stack: Stack) -> None:
@@ -204,7 +204,7 @@ async def test_registration_that_never_got_a_code_fails_after_expiry(stack: Stac
     row = await payment_row(stack, "ORD-NEVER-REGISTERED")
     assert row.status == "registering"
 
-    assert await sweep(stack.runtime) == report()  # not expired yet: a retry may still come
+    assert await stack.services.reconciler.sweep() == report()  # not expired yet: a retry may still come
     later = row.expires_at + timedelta(minutes=1)
-    assert await sweep(stack.runtime, now=later) == report(checked=1, abandoned=1)
+    assert await stack.services.reconciler.sweep(now=later) == report(checked=1, abandoned=1)
     assert await history(stack, "ORD-NEVER-REGISTERED") == [("failed", "reconcile")]

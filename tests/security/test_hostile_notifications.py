@@ -66,12 +66,12 @@ async def post(stack: Stack, *, ip: str = NICEPAY_IP, **kwargs: Any) -> httpx.Re
 
 
 async def ledger(stack: Stack) -> list[Notification]:
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         return list(await session.scalars(select(Notification).order_by(Notification.id)))
 
 
 async def event_types(stack: Stack) -> list[str]:
-    async with stack.runtime.sessions() as session:
+    async with stack.services.sessions() as session:
         return list(await session.scalars(select(PaymentEvent.type).order_by(PaymentEvent.id)))
 
 

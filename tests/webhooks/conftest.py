@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from app.main import Services
 from app.models import Payment, WebhookAttempt, WebhookEvent
-from app.runtime import Runtime
 from app.webhooks import loop
 from tests.conftest import Stack, StackFactory
 from tests.webhooks.receiver import Received, Receiver, running_receiver
@@ -53,7 +53,7 @@ async def eventually(
         await asyncio.sleep(0.01)
 
 
-async def pump(runtime: Runtime, condition: Callable[[], Awaitable[bool]], what: str) -> None:
+async def pump(runtime: Services, condition: Callable[[], Awaitable[bool]], what: str) -> None:
     """Run dispatcher passes (deliver_due) until `condition` holds."""
 
     async def one_pass_then_check() -> bool:
@@ -63,7 +63,7 @@ async def pump(runtime: Runtime, condition: Callable[[], Awaitable[bool]], what:
     await eventually(one_pass_then_check, what)
 
 
-async def outbox(runtime: Runtime) -> list[WebhookEvent]:
+async def outbox(runtime: Services) -> list[WebhookEvent]:
     """Every outbox row, oldest first."""
     async with runtime.sessions() as session:
         rows = list(await session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
@@ -71,7 +71,7 @@ async def outbox(runtime: Runtime) -> list[WebhookEvent]:
     return rows
 
 
-async def attempts_of(runtime: Runtime, event_id: str) -> list[WebhookAttempt]:
+async def attempts_of(runtime: Services, event_id: str) -> list[WebhookAttempt]:
     async with runtime.sessions() as session:
         rows = list(
             await session.scalars(
@@ -85,7 +85,7 @@ async def attempts_of(runtime: Runtime, event_id: str) -> list[WebhookAttempt]:
     return rows
 
 
-async def payment_id(runtime: Runtime, reference_no: str) -> int:
+async def payment_id(runtime: Services, reference_no: str) -> int:
     async with runtime.sessions() as session:
         found = await session.scalar(select(Payment.id).where(Payment.reference_no == reference_no))
         await session.commit()
@@ -93,7 +93,7 @@ async def payment_id(runtime: Runtime, reference_no: str) -> int:
     return found
 
 
-def all_in(runtime: Runtime, status: str) -> Callable[[], Awaitable[bool]]:
+def all_in(runtime: Services, status: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         events = await outbox(runtime)
         return bool(events) and all(e.status == status for e in events)

@@ -40,8 +40,8 @@ async def test_list_show_and_resend_a_given_up_event(
     receiver.script(500)
     async with stack_factory(**webhook_settings(receiver, webhook_max_attempts=1)) as stack:
         created = await stack.register()
-        await pump(stack.runtime, all_in(stack.runtime, "given_up"), "given up")
-        [event] = await outbox(stack.runtime)
+        await pump(stack.services, all_in(stack.services, "given_up"), "given up")
+        [event] = await outbox(stack.services)
 
         code, out, _ = await cli(clean_db, receiver, "list", "--status", "given_up")
         assert code == 0
@@ -67,10 +67,10 @@ async def test_list_show_and_resend_a_given_up_event(
 
         code, out, _ = await cli(clean_db, receiver, "resend", event.event_id)
         assert code == 0 and event.event_id in out
-        [queued] = await outbox(stack.runtime)
+        [queued] = await outbox(stack.services)
         assert (queued.status, queued.attempts) == ("pending", 0)
-        await pump(stack.runtime, all_in(stack.runtime, "delivered"), "re-sent and delivered")
-        statuses = [a.status_code for a in await attempts_of(stack.runtime, event.event_id)]
+        await pump(stack.services, all_in(stack.services, "delivered"), "re-sent and delivered")
+        statuses = [a.status_code for a in await attempts_of(stack.services, event.event_id)]
         assert statuses == [500, 200]
         assert [r.webhook_id for r in receiver.received()] == [event.event_id] * 2
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from app.main import Services, open_services
 from app.models import WebhookEvent
 from app.nicepay.wib import now_utc
-from app.runtime import Runtime, open_runtime
 from app.webhooks import loop
 from tests.conftest import Stack, make_settings
 from tests.webhooks.conftest import all_in, eventually, outbox, webhook_settings
@@ -29,10 +29,10 @@ async def test_racing_claims_never_share_an_event(
     hooked: Stack, receiver: Receiver, clean_db: str
 ) -> None:
     await _registered_and_paid(hooked, 10)
-    events = await outbox(hooked.runtime)
+    events = await outbox(hooked.services)
     registered = {e.id for e in events if e.type == "cvs_payment.registered"}
     settings = make_settings(clean_db, **webhook_settings(receiver))
-    async with open_runtime(settings) as one, open_runtime(settings) as two:
+    async with open_services(settings) as one, open_services(settings) as two:
         for runtime in (one, two):  # connected first, so neither gets a head start
             async with runtime.engine.connect() as connection:
                 await connection.execute(select(1))
@@ -76,24 +76,24 @@ async def test_two_dispatchers_deliver_everything_once_without_overlap(
     stop = asyncio.Event()
     passes: Counter[str] = Counter()
 
-    async def dispatch(name: str, runtime: Runtime) -> None:
+    async def dispatch(name: str, runtime: Services) -> None:
         while not stop.is_set():
             passes[name] += await loop.deliver_due(runtime)
             await asyncio.sleep(0)
 
-    async with open_runtime(settings) as one, open_runtime(settings) as two:
+    async with open_services(settings) as one, open_services(settings) as two:
         workers = [
             asyncio.create_task(dispatch("one", one)),
             asyncio.create_task(dispatch("two", two)),
         ]
         try:
-            await eventually(all_in(hooked.runtime, "delivered"), "every event delivered")
+            await eventually(all_in(hooked.services, "delivered"), "every event delivered")
         finally:
             stop.set()
             await asyncio.gather(*workers)
 
     assert receiver.overlaps == []
-    events = await outbox(hooked.runtime)
+    events = await outbox(hooked.services)
     delivered = Counter(r.webhook_id for r in receiver.delivered())
     assert delivered == Counter({e.event_id: 1 for e in events})  # each exactly once
     for reference in references:

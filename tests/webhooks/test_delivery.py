@@ -48,9 +48,9 @@ async def test_events_arrive_in_order_per_payment_signed(hooked: Stack, receiver
         await hooked.sim.reverse(created["txid"])
         references.append(created["reference_no"])
 
-    await pump(hooked.runtime, all_in(hooked.runtime, "delivered"), "every event delivered")
+    await pump(hooked.services, all_in(hooked.services, "delivered"), "every event delivered")
 
-    stored = {e.event_id: e for e in await outbox(hooked.runtime)}
+    stored = {e.event_id: e for e in await outbox(hooked.services)}
     for reference in references:
         arrivals = [
             (r.type, r.answered) for r in receiver.received() if r.reference_no == reference
@@ -70,7 +70,7 @@ async def test_events_arrive_in_order_per_payment_signed(hooked: Stack, receiver
     for event in stored.values():
         expected = [500, 500, 200] if event.type == "cvs_payment.registered" else [200]
         assert [
-            a.status_code for a in await attempts_of(hooked.runtime, event.event_id)
+            a.status_code for a in await attempts_of(hooked.services, event.event_id)
         ] == expected
         assert event.attempts == len(expected)
 
@@ -79,9 +79,9 @@ async def test_500_three_times_then_200_is_delivered(hooked: Stack, receiver: Re
     receiver.script(500, 500, 500)
     receiver.reply_text = "é" * 2000
     await hooked.register()
-    await pump(hooked.runtime, all_in(hooked.runtime, "delivered"), "delivered after retries")
+    await pump(hooked.services, all_in(hooked.services, "delivered"), "delivered after retries")
 
-    [event] = await outbox(hooked.runtime)
+    [event] = await outbox(hooked.services)
     requests = receiver.received()
     assert [r.answered for r in requests] == [500, 500, 500, 200]
     assert {r.webhook_id for r in requests} == {event.event_id}
@@ -91,7 +91,7 @@ async def test_500_three_times_then_200_is_delivered(hooked: Stack, receiver: Re
     assert event.attempts == 4
     assert event.delivered_at is not None and event.lease_until is None
     assert event.last_error is None
-    log = await attempts_of(hooked.runtime, event.event_id)
+    log = await attempts_of(hooked.services, event.event_id)
     assert [a.status_code for a in log] == [500, 500, 500, 200]
     assert all(a.response_excerpt == "é" * 500 for a in log)  # truncated to 500 characters
     assert all(a.error is None and a.duration_ms >= 0 for a in log)
@@ -105,10 +105,10 @@ async def test_given_up_then_resent_by_api(stack_factory: StackFactory, receiver
         await stack.sim.pay(created["txid"])
 
         async def settled() -> bool:
-            return {e.status for e in await outbox(stack.runtime)} == {"given_up", "delivered"}
+            return {e.status for e in await outbox(stack.services)} == {"given_up", "delivered"}
 
-        await pump(stack.runtime, settled, "registered given up, paid delivered")
-        registered, paid = await outbox(stack.runtime)
+        await pump(stack.services, settled, "registered given up, paid delivered")
+        registered, paid = await outbox(stack.services)
         assert (registered.status, registered.attempts) == ("given_up", 3)
         assert registered.last_error == "HTTP 500"
         assert paid.status == "delivered"  # a given-up event does not block the later ones
@@ -126,7 +126,7 @@ async def test_given_up_then_resent_by_api(stack_factory: StackFactory, receiver
         response = await stack.client.post(f"{EVENTS}/{registered.event_id}/resend")
         assert response.status_code == 202, response.text
         assert (response.json()["status"], response.json()["attempts"]) == ("pending", 0)
-        await pump(stack.runtime, all_in(stack.runtime, "delivered"), "the re-sent event")
+        await pump(stack.services, all_in(stack.services, "delivered"), "the re-sent event")
 
         first, *_, last = [r for r in receiver.received() if r.webhook_id == registered.event_id]
         assert (last.answered, last.body) == (200, first.body)  # same id, same bytes
@@ -138,7 +138,7 @@ async def test_given_up_then_resent_by_api(stack_factory: StackFactory, receiver
 
 async def test_events_api_answers_errors(hooked: Stack) -> None:
     await hooked.register()
-    [event] = await outbox(hooked.runtime)
+    [event] = await outbox(hooked.services)
     assert (await hooked.client.get(f"{EVENTS}/msg_unknown")).status_code == 404
     assert (await hooked.client.post(f"{EVENTS}/msg_unknown/resend")).status_code == 404
     assert (await hooked.client.get(EVENTS, params={"status": "lost"})).status_code == 422
@@ -146,7 +146,7 @@ async def test_events_api_answers_errors(hooked: Stack) -> None:
     assert anonymous.status_code == 401
 
     # Leased (in flight): a re-send now could put it on the wire twice at once.
-    [claim] = await loop.claim_due(hooked.runtime)
+    [claim] = await loop.claim_due(hooked.services)
     assert claim.event_id == event.event_id
     response = await hooked.client.post(f"{EVENTS}/{event.event_id}/resend")
     assert response.status_code == 409
@@ -159,7 +159,7 @@ async def test_rotation_signs_with_every_secret(
     overrides = webhook_settings(receiver, merchant_webhook_secret=f"{SECRET} {NEXT_SECRET}")
     async with stack_factory(**overrides) as stack:
         await stack.register()
-        await pump(stack.runtime, all_in(stack.runtime, "delivered"), "delivered")
+        await pump(stack.services, all_in(stack.services, "delivered"), "delivered")
     [request] = receiver.received()
     entries = request.headers["webhook-signature"].split(" ")
     assert len(entries) == 2 and all(e.startswith("v1,") for e in entries)
@@ -180,9 +180,9 @@ async def test_no_answer_in_time_is_a_failed_attempt(
     # Generous: only the held request may run out of time, even on a loaded machine.
     async with stack_factory(**webhook_settings(receiver, webhook_timeout_seconds=2.0)) as stack:
         await stack.register()
-        await pump(stack.runtime, all_in(stack.runtime, "delivered"), "delivered on the retry")
-        [event] = await outbox(stack.runtime)
-        log = await attempts_of(stack.runtime, event.event_id)
+        await pump(stack.services, all_in(stack.services, "delivered"), "delivered on the retry")
+        [event] = await outbox(stack.services)
+        log = await attempts_of(stack.services, event.event_id)
     timed_out, delivered = log[0], log[-1]
     assert timed_out.status_code is None
     assert timed_out.error == "no complete answer within 2s"
@@ -200,9 +200,9 @@ async def test_secrets_stay_out_of_logs_and_the_delivery_log(
     async with stack_factory(**overrides) as stack:
         await stack.register()
         with captured_logs(caplog):
-            await pump(stack.runtime, all_in(stack.runtime, "given_up"), "given up")
-        [event] = await outbox(stack.runtime)
-        log = await attempts_of(stack.runtime, event.event_id)
+            await pump(stack.services, all_in(stack.services, "given_up"), "given up")
+        [event] = await outbox(stack.services)
+        log = await attempts_of(stack.services, event.event_id)
     assert len(log) == 2 and all(a.status_code is None and a.error for a in log)
     stored = " ".join(f"{a.error} {a.response_excerpt}" for a in log) + str(event.last_error)
     for secret in secrets:
@@ -217,10 +217,10 @@ async def test_no_secret_means_nothing_is_sent(
     async with stack_factory(**webhook_settings(receiver, merchant_webhook_secret="")) as stack:
         await stack.register()
         with pytest.raises(loop.WebhookConfigError, match="MERCHANT_WEBHOOK_SECRET"):
-            await loop.deliver_due(stack.runtime)
+            await loop.deliver_due(stack.services)
         with captured_logs(caplog):
-            await loop.run_forever(stack.runtime)  # logs why and returns: no loop runs
-        assert [e.status for e in await outbox(stack.runtime)] == ["pending"]
+            await loop.run_forever(stack.services)  # logs why and returns: no loop runs
+        assert [e.status for e in await outbox(stack.services)] == ["pending"]
     assert receiver.received() == []
     assert "webhook dispatcher not started" in caplog.text
 

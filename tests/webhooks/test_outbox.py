@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 
 from app.models import EventSource, Payment, PaymentStatus, WebhookEvent
-from app.payments.service import transition
-from tests.conftest import Stack, StackFactory
+from app.nicepay.wib import now_utc
+from tests.conftest import Stack, StackFactory, move
 from tests.webhooks.conftest import outbox, payment_id
 
 
@@ -22,15 +22,14 @@ async def test_every_state_change_writes_its_event(hooked: Stack) -> None:
     assert response.status_code == 200, response.text
 
     expired = await hooked.register()
-    pk = await payment_id(hooked.runtime, expired["reference_no"])
-    async with hooked.runtime.sessions() as session:
-        assert await transition(session, pk, PaymentStatus.EXPIRED, EventSource.RECONCILE)
-        await session.commit()
+    assert await move(
+        hooked.services, expired["reference_no"], PaymentStatus.EXPIRED, EventSource.RECONCILE
+    )
 
     quarantined = await hooked.register()
     assert await hooked.sim.pay(quarantined["txid"], amt="1") == [(200, "OK")]  # wrong amount
 
-    events = await outbox(hooked.runtime)
+    events = await outbox(hooked.services)
     by_reference: dict[str, list[str]] = {}
     for event in events:
         body = json.loads(event.body)
@@ -53,7 +52,7 @@ async def test_every_state_change_writes_its_event(hooked: Stack) -> None:
 async def test_the_payload_is_the_resource_at_the_change(hooked: Stack) -> None:
     created = await hooked.register()
     await hooked.sim.pay(created["txid"])
-    registered, paid = (json.loads(e.body) for e in await outbox(hooked.runtime))
+    registered, paid = (json.loads(e.body) for e in await outbox(hooked.services))
     assert registered["data"]["status"] == "pending"
     assert [e["type"] for e in registered["data"]["events"]] == ["registered"]
     assert paid["data"] == await hooked.payment(created["reference_no"])
@@ -63,13 +62,16 @@ async def test_the_payload_is_the_resource_at_the_change(hooked: Stack) -> None:
     assert datetime.fromisoformat(paid["timestamp"]) == paid_at
 
 
-async def test_a_rolled_back_change_leaves_no_event(hooked: Stack) -> None:
+async def test_a_change_that_loses_its_compare_and_set_leaves_no_event(hooked: Stack) -> None:
     created = await hooked.register()
-    pk = await payment_id(hooked.runtime, created["reference_no"])
-    async with hooked.runtime.sessions() as session:
-        assert await transition(session, pk, PaymentStatus.EXPIRED, EventSource.RECONCILE)
-        await session.rollback()
-    async with hooked.runtime.sessions() as session:
+    pk = await payment_id(hooked.services, created["reference_no"])
+    store = hooked.services.store
+    payment = await store.payment_by_id(pk)
+    assert payment is not None
+    stale = {**payment, "status": "registering"}  # as read before it moved on
+    at = now_utc()
+    assert await store.transition(stale, PaymentStatus.EXPIRED, EventSource.RECONCILE, at) is None
+    async with hooked.services.sessions() as session:
         status = await session.scalar(select(Payment.status).where(Payment.id == pk))
         types = list(await session.scalars(select(WebhookEvent.type).order_by(WebhookEvent.id)))
         await session.commit()
@@ -81,4 +83,4 @@ async def test_no_events_are_queued_without_a_merchant_url(stack_factory: StackF
     async with stack_factory() as stack:
         created = await stack.register()
         await stack.sim.pay(created["txid"])
-        assert await outbox(stack.runtime) == []
+        assert await outbox(stack.services) == []

@@ -44,24 +44,24 @@ async def test_graceful_stop_mid_delivery_then_restart(
 ) -> None:
     receiver.hold = 1  # the first request hangs until the service is gone
     await hooked.register()
-    [event] = await outbox(hooked.runtime)
+    [event] = await outbox(hooked.services)
     settings = make_settings(clean_db, **webhook_settings(receiver))
 
     async with serving(settings):
         await eventually(requests_arrived(receiver, 1), "the first attempt")
-    [stopped] = await outbox(hooked.runtime)
+    [stopped] = await outbox(hooked.services)
     assert (stopped.status, stopped.lease_until) == ("pending", None)  # freed on the way out
-    [interrupted] = await attempts_of(hooked.runtime, event.event_id)
+    [interrupted] = await attempts_of(hooked.services, event.event_id)
     assert interrupted.status_code is None and "interrupted" in (interrupted.error or "")
 
     async with serving(settings):
-        await eventually(all_in(hooked.runtime, "delivered"), "delivered after the restart")
+        await eventually(all_in(hooked.services, "delivered"), "delivered after the restart")
 
     first, second = receiver.received()
     assert first.webhook_id == second.webhook_id == event.event_id
     assert first.body == second.body == event.body.encode()
     assert verify(first) == verify(second)
-    assert [a.status_code for a in await attempts_of(hooked.runtime, event.event_id)] == [None, 200]
+    assert [a.status_code for a in await attempts_of(hooked.services, event.event_id)] == [None, 200]
 
 
 # The service process, with a short lease and poll so the test need not wait half a minute.
@@ -98,25 +98,25 @@ async def test_killed_mid_delivery_then_restarted(
 ) -> None:
     receiver.hold = 1
     await hooked.register()
-    [event] = await outbox(hooked.runtime)
+    [event] = await outbox(hooked.services)
 
     first_service = await start_service(clean_db, receiver)
     async with procs.running(first_service):
         await eventually(requests_arrived(receiver, 1), "the first attempt")
         first_service.child.kill()  # SIGKILL: no shutdown, no cleanup, the lease stays
         await first_service.child.wait()
-    [killed] = await outbox(hooked.runtime)
+    [killed] = await outbox(hooked.services)
     assert killed.status == "pending" and killed.lease_until is not None
-    assert await attempts_of(hooked.runtime, event.event_id) == []  # died before recording
+    assert await attempts_of(hooked.services, event.event_id) == []  # died before recording
 
     second_service = await start_service(clean_db, receiver)
     async with procs.running(second_service):
-        await eventually(all_in(hooked.runtime, "delivered"), "delivered once the lease ran out")
+        await eventually(all_in(hooked.services, "delivered"), "delivered once the lease ran out")
 
     first, second = receiver.received()
     assert first.webhook_id == second.webhook_id == event.event_id
     assert first.body == second.body == event.body.encode()
     assert verify(first) == verify(second)
-    [delivered] = await attempts_of(hooked.runtime, event.event_id)
+    [delivered] = await attempts_of(hooked.services, event.event_id)
     assert delivered.status_code == 200
     assert SECRET.removeprefix("whsec_") not in first_service.log() + second_service.log()

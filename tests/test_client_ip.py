@@ -4,7 +4,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from app.notifications.client_ip import parse_ip, resolve_client_ip
+from app.client_ip import parse_ip, resolve_client_ip
 
 PROXIES = [ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
 

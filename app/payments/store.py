@@ -1,0 +1,605 @@
+"""The payments store: the only writer of any change to a payment, and its fast reads.
+
+Every change (registration, a push, the reconciler, cancel, replay, an operator) is one
+atomic write: the compare-and-set on the payment, its event row, its outbox row and, for
+pushes, the ledger row. The statements are SQLAlchemy Core, compiled once per dialect with
+the columns' own type processing, and run on the driver (no Session, no greenlet bridge):
+
+- PostgreSQL: an asyncpg pool (acquire and statement deadlines, idle connections recycled,
+  connections the server ended replaced); a write is one statement, a chain of
+  data-modifying CTEs, atomic on its own (one round trip, no BEGIN/COMMIT).
+- SQLite: one writer thread owning a plain sqlite3 connection (WAL, BEGIN IMMEDIATE); each
+  call is one hop to that thread, a write one transaction inside it.
+
+A compare-and-set matches the columns the caller read (its status among them): when the
+payment moved on meanwhile, nothing is written and the caller reads again and decides again.
+Every wait here has a deadline (DATABASE_TIMEOUT_SECONDS): past it, `StoreUnavailable`,
+and nothing was acknowledged.
+"""
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import ClauseElement, Dialect, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import metrics
+from app.db import Base, sqlite_setup
+from app.models import EventSource, Notification, Payment, PaymentEvent, PaymentStatus, WebhookEvent
+from app.payments.machine import QUARANTINED, event_type, status_change
+from app.payments.resource import outbox_row, resource_of
+
+PAYMENTS, LEDGER, EVENTS, OUTBOX = (
+    Base.metadata.tables[model.__tablename__]
+    for model in (Payment, Notification, PaymentEvent, WebhookEvent)
+)
+LEDGER_COLUMNS = tuple(c.name for c in LEDGER.c if c.name != "id")
+EVENT_COLUMNS = ("payment_id", "type", "source", "at", "detail", "notification_id")
+OUTBOX_COLUMNS = tuple(c.name for c in OUTBOX.c if c.name != "id")
+PAYMENT_COLUMNS = tuple(c.name for c in PAYMENTS.c if c.name != "id")
+# Matched with `=` (indexed); every other matched column with IS NOT DISTINCT FROM (NULLs).
+_KEYS = ("id", "txid", "reference_no", "status", "amount")
+
+Row = dict[str, Any]
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached, refused, or missed its deadline: nothing committed."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """Set `values` on the payment whose columns equal `match` (its status among them).
+
+    The ledger row and the event take the payment's id from the changed row, so a change
+    that matches nothing writes nothing.
+    """
+
+    match: dict[str, Any]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One atomic write: optionally a ledger row, a change, its event and outbox row.
+
+    `resolve` marks a ledger row resolved (`resolved_at IS NULL` → set): the write happens
+    only if it does, so two sweepers never complete the same row twice.
+    """
+
+    ledger: dict[str, Any] | None = None
+    change: Change | None = None
+    event: dict[str, Any] | None = None  # EVENT_COLUMNS; notification_id defaults to the ledger's
+    outbox: dict[str, Any] | None = None  # OUTBOX_COLUMNS
+    resolve: tuple[int, datetime] | None = None  # (ledger row id, when)
+
+    def shape(self) -> "Shape":
+        change = (tuple(self.change.match), tuple(self.change.values)) if self.change else None
+        return (
+            self.ledger is not None,
+            change,
+            self.event is not None,
+            self.outbox is not None,
+            self.resolve is not None,
+        )
+
+    def params(self) -> dict[str, Any]:
+        """Every value under its bind name: `w_` (match), `p_`, `l_`, `e_`, `o_`, `r_`."""
+        params = {"l_" + k: v for k, v in (self.ledger or {}).items()}
+        if self.change:
+            params |= {"w_" + k: v for k, v in self.change.match.items()}
+            params |= {"p_" + k: v for k, v in self.change.values.items()}
+        params |= {"e_" + k: v for k, v in (self.event or {}).items()}
+        params |= {"o_" + k: v for k, v in (self.outbox or {}).items()}
+        if self.resolve:
+            params |= {"r_id": self.resolve[0], "r_at": self.resolve[1]}
+        return params
+
+
+@dataclass(frozen=True)
+class Written:
+    notification_id: int | None  # the ledger row written, if any
+    payment_id: int | None  # the payment changed, if any
+
+
+Shape = tuple[bool, tuple[tuple[str, ...], tuple[str, ...]] | None, bool, bool, bool]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A statement rendered for one dialect: its SQL, and how to turn values into its
+    positional parameters and its rows into Python values (the columns' own processors)."""
+
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    results: tuple[Callable[[Any], Any] | None, ...]
+    columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: ClauseElement, dialect: Dialect) -> "Compiled":
+        compiled: Any = statement.compile(dialect=dialect)  # SQLCompiler: positional binds
+        names = tuple(compiled.positiontup or ())
+        binds = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        )
+        out = list(getattr(statement, "exported_columns", []))
+        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in out)
+        return cls(compiled.string, names, binds, results, tuple(c.name for c in out))
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [
+            p(values.get(n)) if p else values.get(n)
+            for n, p in zip(self.names, self.binds, strict=True)
+        ]
+
+    def row(self, raw: Sequence[Any]) -> Row:
+        return {
+            name: p(value) if p else value
+            for name, p, value in zip(self.columns, self.results, raw, strict=True)
+        }
+
+
+def _binds(table: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: bindparam(prefix + c, type_=table.c[c].type) for c in columns}
+
+
+def _cas(match: Sequence[str], columns: Sequence[str]) -> Any:
+    """UPDATE payments SET <columns> WHERE <match columns> = ... RETURNING id."""
+    where = [
+        PAYMENTS.c[c] == b if c in _KEYS else PAYMENTS.c[c].is_not_distinct_from(b)
+        for c, b in _binds(PAYMENTS, "w_", match).items()
+    ]
+    return (
+        update(PAYMENTS)
+        .where(*where)
+        .values(_binds(PAYMENTS, "p_", columns))
+        .returning(PAYMENTS.c.id)
+    )
+
+
+def _resolve() -> Any:
+    return (
+        update(LEDGER)
+        .where(LEDGER.c.id == bindparam("r_id"), LEDGER.c.resolved_at.is_(None))
+        .values(resolved_at=bindparam("r_at", type_=LEDGER.c.resolved_at.type))
+        .returning(LEDGER.c.id)
+    )
+
+
+def _by(column: str) -> Any:
+    return select(*PAYMENTS.c).where(
+        PAYMENTS.c[column] == bindparam(column, type_=PAYMENTS.c[column].type)
+    )
+
+
+_EVENTS = (
+    select(EVENTS.c.type, EVENTS.c.source, EVENTS.c.at, EVENTS.c.detail)
+    .where(EVENTS.c.payment_id == bindparam("payment_id"))
+    .order_by(EVENTS.c.id)
+)
+
+
+class PaymentStore:
+    """The common part: statements compiled once per dialect (and per write shape), and the
+    writes every path uses: `insert`, `transition`, `record`, `update`."""
+
+    def __init__(self, dialect: Dialect, *, announce: bool) -> None:
+        self.dialect = dialect
+        self.announce = announce  # outbound events on: every change gets an outbox row
+        self.by_txid = Compiled.of(_by("txid"), dialect)
+        self.by_reference = Compiled.of(_by("reference_no"), dialect)
+        self.by_id = Compiled.of(_by("id"), dialect)
+        self.events = Compiled.of(_EVENTS, dialect)
+        dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        self.insert_payment = Compiled.of(
+            dialect_insert(PAYMENTS)
+            .values(_binds(PAYMENTS, "", PAYMENT_COLUMNS))
+            .on_conflict_do_nothing(index_elements=["reference_no"])
+            .returning(*PAYMENTS.c),
+            dialect,
+        )
+        self._writes: dict[Shape, Any] = {}
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def payment_by_txid(self, txid: str) -> Row | None:
+        return await self._one(self.by_txid, {"txid": txid})
+
+    async def payment_by_reference(self, reference_no: str) -> Row | None:
+        return await self._one(self.by_reference, {"reference_no": reference_no})
+
+    async def payment_by_id(self, payment_id: int) -> Row | None:
+        return await self._one(self.by_id, {"id": payment_id})
+
+    async def events_of(self, payment_id: int) -> list[Row]:
+        return await self.fetch(self.events, {"payment_id": payment_id})
+
+    async def _one(self, statement: Compiled, values: dict[str, Any]) -> Row | None:
+        rows = await self.fetch(statement, values)
+        return rows[0] if rows else None
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def insert(self, values: dict[str, Any]) -> Row | None:
+        """A new payment row; None when its reference_no is taken (nothing written)."""
+        rows = await self.fetch(self.insert_payment, values, write=True)
+        return rows[0] if rows else None
+
+    async def update(self, payment: Row, match: Sequence[str], values: dict[str, Any]) -> bool:
+        """Bookkeeping columns (leases, attempts) on the payment as read, if it still matches
+        on `match`: no event, no status change."""
+        change = Change({c: payment[c] for c in ("id", *match)}, values)
+        return await self.write(Write(change=change)) is not None
+
+    async def transition(
+        self,
+        payment: Row,
+        to: PaymentStatus,
+        source: EventSource,
+        at: datetime,
+        *,
+        detail: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+        ledger: dict[str, Any] | None = None,
+        notification_id: int | None = None,
+        match: dict[str, Any] | None = None,
+    ) -> Written | None:
+        """Move `payment` (as read) to `to`: the compare-and-set on its status as read (or
+        on `match`), the event, the outbox row and the ledger row, in one write. None when
+        the payment moved on meanwhile: nothing was written."""
+        changes = status_change(to, at, values)
+        event = self.event(payment.get("id"), to, source, at, detail, notification_id)
+        match = match or {"id": payment["id"], "status": payment["status"]}
+        written = await self.write(
+            Write(
+                ledger=ledger,
+                change=Change(match, changes),
+                event=event,
+                outbox=await self._outbox({**payment, **changes}, event),
+            )
+        )
+        if written is not None:
+            metrics.TRANSITIONS.labels(to.value).inc()
+        return written
+
+    async def record(
+        self,
+        *,
+        ledger: dict[str, Any] | None = None,
+        quarantine: tuple[Row, str, EventSource, datetime] | None = None,
+        resolve: tuple[int, datetime] | None = None,
+        notification_id: int | None = None,
+    ) -> Written | None:
+        """A write that moves no payment: a ledger row and/or a `quarantined` event on
+        (payment, reason, source, at). None only when `resolve` found the row resolved."""
+        event = outbox = None
+        if quarantine is not None:
+            payment, reason, source, at = quarantine
+            event = self.event(
+                payment["id"], QUARANTINED, source, at, {"reason": reason}, notification_id
+            )
+            outbox = await self._outbox(payment, event)
+        return await self.write(Write(ledger=ledger, event=event, outbox=outbox, resolve=resolve))
+
+    @staticmethod
+    def event(
+        payment_id: int | None,
+        type_: str | PaymentStatus,
+        source: EventSource,
+        at: datetime,
+        detail: dict[str, Any] | None = None,
+        notification_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A history row; its notification_id defaults to the ledger row written with it."""
+        return {
+            "payment_id": payment_id,
+            "type": event_type(type_),
+            "source": source,
+            "at": at,
+            "detail": detail,
+            "notification_id": notification_id,
+        }
+
+    async def _outbox(self, payment: Row, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The outbox row for `event` (None when outbound events are off): the resource
+        after it, the history read just before the write."""
+        if not self.announce or payment.get("id") is None:
+            return None
+        history = [*await self.events_of(payment["id"]), event]
+        return outbox_row(payment["id"], resource_of(payment, history), event["type"], event["at"])
+
+    def compiled_write(self, shape: Shape) -> Any:
+        if shape not in self._writes:
+            self._writes[shape] = self.build_write(shape)
+        return self._writes[shape]
+
+    # --- per database --------------------------------------------------------------------
+
+    def build_write(self, shape: Shape) -> Any:
+        raise NotImplementedError
+
+    async def fetch(
+        self, statement: Compiled, values: dict[str, Any], *, write: bool = False
+    ) -> list[Row]:
+        raise NotImplementedError
+
+    async def write(self, write: Write) -> Written | None:
+        """What was written; None when the change (or the resolve) matched nothing."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class PostgresStore(PaymentStore):
+    def __init__(
+        self, engine: AsyncEngine, pool_size: int, timeout: float, *, announce: bool
+    ) -> None:
+        super().__init__(engine.dialect, announce=announce)
+        self._connect = engine.dialect.create_connect_args(engine.url)
+        self._size = pool_size
+        self._timeout = timeout
+        self._pool: Any = None
+
+    def build_write(self, shape: Shape) -> Compiled:
+        """One statement: WITH cas AS (UPDATE), led AS (INSERT ... FROM cas), ev, ob."""
+        with_ledger, change, with_event, with_outbox, with_resolve = shape
+        cas = _cas(*change).cte("cas") if change else None
+        res = _resolve().cte("res") if with_resolve else None
+        source = cas if cas is not None else res  # the row the others hang on, if any
+
+        def values(table: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
+            """The row's values: bound, but payment_id from the changed row when there is one."""
+            binds = _binds(table, prefix, columns)
+            if cas is not None:
+                binds["payment_id"] = cas.c.id
+            return binds
+
+        def rows(binds: dict[str, Any], *froms: Any) -> Any:
+            query = select(*binds.values())
+            for table in froms:
+                if table is not None:
+                    query = query.select_from(table)
+            return query
+
+        parts = []
+        led = None
+        if with_ledger:
+            led = (
+                insert(LEDGER)
+                .from_select(LEDGER_COLUMNS, rows(values(LEDGER, "l_", LEDGER_COLUMNS), source))
+                .returning(LEDGER.c.id)
+                .cte("led")
+            )
+            parts.append(led)
+        if with_event:
+            event = values(EVENTS, "e_", EVENT_COLUMNS)
+            if led is not None:
+                event["notification_id"] = led.c.id
+            query = rows(event, led if led is not None else source)
+            parts.append(insert(EVENTS).from_select(EVENT_COLUMNS, query).cte("ev"))
+        if with_outbox:
+            outbox = rows(_binds(OUTBOX, "o_", OUTBOX_COLUMNS), source)
+            parts.append(insert(OUTBOX).from_select(OUTBOX_COLUMNS, outbox).cte("ob"))
+        # One row of ids (ledger, payment, resolved row: those written), or none at all when
+        # the compare-and-set or the resolve matched nothing.
+        written = [t for t in (led, cas, res) if t is not None]
+        statement = select(*(t.c.id for t in written)) if written else select(bindparam("one", 1))
+        for table in written:
+            statement = statement.select_from(table)
+        return Compiled.of(statement.add_cte(*parts), self.dialect)
+
+    async def _open(self) -> Any:
+        if self._pool is None:
+            args, kwargs = self._connect
+
+            async def init(connection: Any) -> None:
+                # JSON in as the text the column's bind processor made, out as Python values
+                # (as the SQLAlchemy asyncpg dialect sets up its own connections).
+                await connection.set_type_codec(
+                    "json", encoder=str, decoder=json.loads, schema="pg_catalog", format="text"
+                )
+
+            self._pool = await asyncpg.create_pool(
+                *args,
+                **kwargs,
+                min_size=0,
+                max_size=self._size,
+                init=init,
+                command_timeout=self._timeout,
+                timeout=self._timeout,  # connect
+                max_inactive_connection_lifetime=300,
+                # One autocommit statement per acquire: nothing to reset but the session.
+                reset=None,
+            )
+        return self._pool
+
+    async def _run(self, method: str, statement: Compiled, args: list[Any], retry: bool) -> Any:
+        for attempt in (1, 2):
+            with _unavailable_on_driver_errors():
+                try:
+                    # Waiting for a pooled connection is queueing behind a burst, not a
+                    # stall: it may take twice a statement's deadline.
+                    async with asyncio.timeout(self._timeout * 3):
+                        pool = await self._open()
+                        async with pool.acquire(timeout=self._timeout * 2) as connection:
+                            return await getattr(connection, method)(statement.sql, *args)
+                except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError):
+                    # A connection the server ended (a restart): a read is safe to ask
+                    # again once, on a fresh connection; a write is not (it may have landed).
+                    if not retry or attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def fetch(
+        self, statement: Compiled, values: dict[str, Any], *, write: bool = False
+    ) -> list[Row]:
+        rows = await self._run("fetch", statement, statement.args(values), retry=not write)
+        return [statement.row(r) for r in rows]
+
+    async def write(self, write: Write) -> Written | None:
+        statement = self.compiled_write(write.shape())
+        row = await self._run("fetchrow", statement, statement.args(write.params()), retry=False)
+        if row is None:
+            return None
+        ids = iter(row)
+        ledger_id = next(ids) if write.ledger is not None else None
+        payment_id = next(ids) if write.change is not None else None
+        return Written(ledger_id, payment_id)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+@dataclass(frozen=True)
+class _SqliteWrite:
+    resolve: Compiled | None
+    cas: Compiled | None
+    ledger: Compiled | None
+    event: Compiled | None
+    outbox: Compiled | None
+
+
+class SqliteStore(PaymentStore):
+    """Every call runs on one thread that owns the connection: one hop, whatever it does."""
+
+    def __init__(self, engine: AsyncEngine, timeout: float, *, announce: bool) -> None:
+        super().__init__(engine.dialect, announce=announce)
+        self._connect_args = engine.dialect.create_connect_args(engine.url)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._connection: sqlite3.Connection | None = None
+        self._timeout = timeout
+
+    def build_write(self, shape: Shape) -> _SqliteWrite:
+        """Separate statements (SQLite has no data-modifying CTEs), run as one transaction."""
+        with_ledger, change, with_event, with_outbox, with_resolve = shape
+        d = self.dialect
+
+        def plain_insert(table: Any, prefix: str, columns: Sequence[str]) -> Compiled:
+            return Compiled.of(insert(table).values(_binds(table, prefix, columns)), d)
+
+        return _SqliteWrite(
+            resolve=Compiled.of(_resolve(), d) if with_resolve else None,
+            cas=Compiled.of(_cas(*change), d) if change else None,
+            ledger=plain_insert(LEDGER, "l_", LEDGER_COLUMNS) if with_ledger else None,
+            event=plain_insert(EVENTS, "e_", EVENT_COLUMNS) if with_event else None,
+            outbox=plain_insert(OUTBOX, "o_", OUTBOX_COLUMNS) if with_outbox else None,
+        )
+
+    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        with _unavailable_on_driver_errors():
+            # The thread itself cannot be interrupted; a caller past its deadline stops
+            # waiting (503) and the busy timeout bounds the thread's own wait for the lock.
+            async with asyncio.timeout(self._timeout * 2):
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._in_thread, work
+                )
+
+    def _in_thread(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._connection is None:
+            args, kwargs = self._connect_args
+            kwargs = {**kwargs, "timeout": self._timeout}
+            self._connection = sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload]
+            sqlite_setup(self._connection, busy_timeout=self._timeout)
+        return work(self._connection)
+
+    async def fetch(
+        self, statement: Compiled, values: dict[str, Any], *, write: bool = False
+    ) -> list[Row]:
+        def run(db: sqlite3.Connection) -> list[Row]:
+            if not write:
+                return [statement.row(r) for r in db.execute(statement.sql, statement.args(values))]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [statement.row(r) for r in db.execute(*_sql(statement, values))]
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return rows
+
+        rows: list[Row] = await self._run(run)
+        return rows
+
+    async def write(self, write: Write) -> Written | None:
+        statements: _SqliteWrite = self.compiled_write(write.shape())
+        params = write.params()
+
+        def run(db: sqlite3.Connection) -> Written | None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for guard in (statements.resolve, statements.cas):
+                    if guard is None:
+                        continue
+                    matched = db.execute(*_sql(guard, params)).fetchall()
+                    if len(matched) != 1:
+                        db.execute("ROLLBACK")
+                        return None
+                    if guard is statements.cas:
+                        for prefix in ("l_", "e_", "o_"):
+                            params[prefix + "payment_id"] = matched[0][0]
+                ledger_id = payment_id = None
+                if statements.cas:
+                    payment_id = params["l_payment_id"]
+                if statements.ledger:
+                    ledger_id = db.execute(*_sql(statements.ledger, params)).lastrowid
+                    params["e_notification_id"] = ledger_id
+                for extra in (statements.event, statements.outbox):
+                    if extra:
+                        db.execute(*_sql(extra, params))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return Written(ledger_id, payment_id)
+
+        written: Written | None = await self._run(run)
+        return written
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await asyncio.wrap_future(self._thread.submit(self._connection.close))
+            self._connection = None
+        self._thread.shutdown(wait=True)
+
+
+def _sql(statement: Compiled, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    return statement.sql, statement.args(params)
+
+
+@contextmanager
+def _unavailable_on_driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # e.g. a connection the server ended mid-use
+        sqlite3.Error,
+        OSError,
+    ) as exc:
+        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except TimeoutError as exc:
+        raise StoreUnavailable("database timed out") from exc
+
+
+def open_store(
+    engine: AsyncEngine, pool_size: int, timeout: float, *, announce: bool
+) -> PaymentStore:
+    if engine.dialect.name == "sqlite":
+        return SqliteStore(engine, timeout, announce=announce)
+    return PostgresStore(engine, pool_size, timeout, announce=announce)
