@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, field_serializer
 
 from app.deps import RuntimeDep, require_storefront_key
+from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, documented
 from app.models import WebhookStatus
 from app.nicepay.wib import WIB
 from app.payments.schemas import REFERENCE_PATTERN
@@ -22,11 +23,7 @@ router = APIRouter(
     dependencies=[Depends(require_storefront_key)],
 )
 
-_ERROR: dict[str, Any] = {"content": {"application/json": {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong bearer key", **_ERROR},
-    404: {"description": "Unknown event_id", **_ERROR},
-}
+NOT_FOUND = {404: "Unknown event_id (`not_found`)"}
 
 
 def _wib(value: datetime | None) -> str | None:
@@ -97,7 +94,10 @@ def _fields(view: EventView) -> dict[str, Any]:
 
 
 @router.get(
-    "/events", name="list_webhook_events", response_model=list[WebhookEventRead], responses=ERRORS
+    "/events",
+    name="list_webhook_events",
+    response_model=list[WebhookEventRead],
+    responses=documented({**UNAUTHORIZED, **DATABASE_DOWN}),
 )
 async def list_webhook_events(
     runtime: RuntimeDep,
@@ -116,7 +116,7 @@ async def list_webhook_events(
     "/events/{event_id}",
     name="get_webhook_event",
     response_model=WebhookEventDetail,
-    responses=ERRORS,
+    responses=documented({**UNAUTHORIZED, **NOT_FOUND, **DATABASE_DOWN}),
 )
 async def get_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEventDetail:
     """One event, its payload and its delivery log (time, status code, answer excerpt)."""
@@ -128,10 +128,15 @@ async def get_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEv
     name="resend_webhook_event",
     status_code=202,
     response_model=WebhookEventRead,
-    responses={
-        **ERRORS,
-        409: {"description": "The event is being delivered right now", **_ERROR},
-    },
+    responses=documented(
+        {
+            **UNAUTHORIZED,
+            **NOT_FOUND,
+            409: "The event is being delivered right now (`delivery_in_progress`)",
+            **BODY_TOO_LARGE,
+            **DATABASE_DOWN,
+        }
+    ),
 )
 async def resend_webhook_event(event_id: EventId, runtime: RuntimeDep) -> WebhookEventRead:
     """Queue the event again, same webhook-id and body, with a fresh attempt budget."""
