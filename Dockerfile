@@ -73,8 +73,10 @@ EXPOSE 8000
 
 # Liveness only (no database): /readyz is for load balancers and orchestrator readiness.
 # Python instead of curl, which the slim image does not have; urlopen raises on non-2xx.
+# A container that serves on another port (e.g. with host networking) sets HEALTHCHECK_URL.
+ENV HEALTHCHECK_URL=http://127.0.0.1:8000/healthz
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=4)"]
 
 # Exec form: python is PID 1 and gets SIGTERM directly, so uvicorn shuts down gracefully.
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]

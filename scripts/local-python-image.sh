@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a local stand-in for `python:3.11-slim` when no container registry can be reached:
 # a minimal Debian bookworm root file system (debootstrap, from the Debian mirror apt uses)
-# with Debian's Python 3.11 and venv, imported as a Docker image. Prints the image name.
+# with Debian's Python 3.11 and venv and the host's CA certificates, imported as a Docker
+# image. Prints the image name.
 #     scripts/local-python-image.sh            # -> nicepay-cvs-python:3.11-bookworm
 # Needs root, debootstrap and a running Docker daemon. Re-uses the image when it exists.
 set -euo pipefail
@@ -22,6 +23,9 @@ echo "== building $IMAGE with debootstrap (a few minutes, once)" >&2
 debootstrap --variant=minbase \
   --include=python3,python3-venv,python-is-python3,ca-certificates \
   bookworm "$rootfs" "$MIRROR" >&2
+# The host's trust store: where HTTPS leaves through an intercepting proxy, its CA is in
+# there, and pip and uv in the build need it to reach PyPI.
+cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 # What an image does not need: package lists, caches, docs.
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
   "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
@@ -29,6 +33,7 @@ tar -C "$rootfs" --numeric-owner -c . \
   | docker import \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV LANG=C.UTF-8' \
+      --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
       --change 'CMD ["python3"]' \
       - "$IMAGE" >&2
 echo "$IMAGE"
