@@ -136,7 +136,8 @@ async def test_forged_tokens_are_refused_and_recorded(stack: Stack) -> None:
         RAW_TOKENS.add(token)  # a forged token must not be logged either
         before = len(await ledger(stack))
         response = await post(stack, data={**till.form, "merchantToken": token})
-        assert (response.status_code, response.json()["detail"]) == (403, "merchantToken invalid"), name
+        answer = (response.status_code, response.json()["detail"])
+        assert answer == (403, "merchantToken invalid"), name
         row = await one_new_row(stack, before, response)
         assert (row.outcome, row.checks.get("token")) == ("rejected", "fail"), name
         assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest(), name
