@@ -22,8 +22,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_LINK_MODE=copy
 
 WORKDIR /src
-# uv, at the version pyproject.toml's [tool.uv] requires, in a venv of its own (it is not
-# copied into the runtime image).
+# uv, at the version pyproject.toml's [tool.uv] requires (uv refuses to run at any other,
+# so a stale UV_VERSION here fails the build), in a venv of its own that the runtime image
+# does not get.
 ARG UV_VERSION=0.13.9
 RUN python -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv==${UV_VERSION}"
 
