@@ -3,6 +3,7 @@
 from datetime import timedelta
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -28,8 +29,19 @@ def _split(value: object) -> object:
     return value
 
 
+# Relative to the working directory, like the default SQLite file: the service, scripts/dev.sh
+# and every `python -m app` command run from the repository root share one .env.
+ENV_FILE = ".env"
+
+
+def env_file_in_use() -> Path | None:
+    """The .env file the settings are read from, if there is one."""
+    path = Path.cwd() / ENV_FILE
+    return path if path.is_file() else None
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore")
 
     app_env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./nicepay_cvs.db"

@@ -1,15 +1,24 @@
-"""One error type for everything the API answers with a non-2xx, and its one handler.
+"""One error type for everything the API answers with a non-2xx, and its handlers: every
+error body is `{"error": <code>, "detail": ...}` (FastAPI's 422 keeps its list of problems
+as `detail`, with `"error": "validation_error"` beside it).
 
 Each kind of error is a subclass of AppError that names its status code and its stable
 `error` code; an instance carries the human `detail` and any extra fields of the body.
 """
 
 import logging
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.utils import is_body_allowed_for_status_code
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,35 @@ class AppError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (OpenAPI's schema for them)."""
+
+    model_config = ConfigDict(extra="allow")  # e.g. nicepay_code, reference_no, status
+
+    error: str
+    detail: Any
+
+
+def documented(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route's error answers: each status, what it means, and
+    ErrorBody as its schema (FastAPI adds the 422 of any route that validates input)."""
+    return {
+        status: {"model": ErrorBody, "description": description}
+        for status, description in descriptions.items()
+    }
+
+
+# What every storefront route may answer (StorefrontGate, the database handler below).
+UNAUTHORIZED = {401: "Missing or wrong bearer key (`unauthorized`)"}
+BODY_TOO_LARGE = {413: "Body over 64 KiB (`body_too_large`)"}
+DATABASE_DOWN = {503: "Database unavailable or past its deadline; retry (`database_unavailable`)"}
+
+
+class InvalidJson(AppError):
+    status_code = 400
+    error = "invalid_json"
 
 
 class Unauthorized(AppError):
@@ -94,5 +132,39 @@ def install_error_handler(app: FastAPI, database_errors: tuple[type[Exception], 
             exc = DatabaseUnavailable("database unavailable; retry the request")
         return exc.response()
 
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        """Starlette's and FastAPI's own: unknown path, wrong method, unparseable body."""
+        assert isinstance(exc, HTTPException)
+        if not is_body_allowed_for_status_code(exc.status_code):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        # FastAPI raises a bare 400 only for a body it cannot decode (not UTF-8, too deep).
+        error = "invalid_json" if exc.status_code == 400 else _code(exc.status_code)
+        return JSONResponse(
+            {"error": error, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        for problem in errors:
+            if problem.get("type") == "json_invalid":  # `{"reference_no":` is not JSON at all
+                where = problem["loc"][-1] if problem.get("loc") else "?"
+                why = (problem.get("ctx") or {}).get("error", "JSON decode error")
+                return await handle(
+                    request, InvalidJson(f"body is not valid JSON: {why} at position {where}")
+                )
+        body = {"error": "validation_error", "detail": jsonable_encoder(errors)}
+        return JSONResponse(body, status_code=422)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     for error in (AppError, *DATABASE_ERRORS, *database_errors):
         app.add_exception_handler(error, handle)
+
+
+def _code(status: int) -> str:
+    """404 -> not_found, 405 -> method_not_allowed."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import metrics
@@ -153,18 +154,20 @@ def create_app(
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    docs = settings.app_env != "production"
-    app = FastAPI(
-        title="NICEPAY CVS payments",
-        version="0.1.0",
-        lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if docs else None,
+    options: dict[str, Any] = {
+        "title": "NICEPAY CVS payments",
+        "version": "0.1.0",
+        "lifespan": lifespan,
         # The service has its own logs and Prometheus metrics; FastAPI's built-in
         # OpenTelemetry would add per-request work (and could export exception text).
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
-    )
+        "telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    }
+    if settings.app_env == "production":
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **options)
+    else:
+        # /docs (Swagger UI) and /redoc with their scripts and styles served from the
+        # fastapi-offline package under /static-offline-docs, not a CDN: they work offline.
+        app = FastAPIOffline(docs_url="/docs", redoc_url="/redoc", **options)
     app.state.settings = settings
     install_error_handler(app, (StoreUnavailable,))
     notifications.mount(app)  # first: routes are matched in order

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, types, and every test on SQLite and PostgreSQL.
+# The whole test suite: lint, format, types, and every test on SQLite and PostgreSQL, with
+# coverage.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/notifications -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,7 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
 fi
 
 echo "== ruff";  .venv/bin/ruff check .
+echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy
-echo "== pytest"; .venv/bin/pytest "$@"
+echo "== pytest (with coverage of app/ and simulator/)"
+.venv/bin/pytest --cov --cov-report=term "$@"

@@ -34,11 +34,13 @@ Check = tuple[str, str, str]  # (ok | warn | fail, what, detail)
 
 def _settings_checks(settings: Settings) -> list[Check]:
     """What the settings say, without any secret value (only whether each is set)."""
-    from app.config import SANDBOX_MERCHANT_KEY
+    from app.config import SANDBOX_MERCHANT_KEY, env_file_in_use
 
     dev = settings.app_env != "production"
     key = settings.nicepay_merchant_key.get_secret_value()
-    checks: list[Check] = [("ok", "settings", f"APP_ENV={settings.app_env}, loaded")]
+    env_file = env_file_in_use()
+    source = f"the environment and {env_file}" if env_file else "the environment (no .env here)"
+    checks: list[Check] = [("ok", "settings", f"APP_ENV={settings.app_env}, from {source}")]
     if key == SANDBOX_MERCHANT_KEY:
         checks.append(("warn", "merchant key", "NICEPAY's public sandbox key (development only)"))
     else:

@@ -5,7 +5,7 @@ from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from app.client_ip import resolve_client_ip
 from app.nicepay.codes import is_numeric
@@ -14,6 +14,7 @@ from app.notifications import service
 PATH = "/api/v1/nicepay/notifications"
 FORM = "application/x-www-form-urlencoded"
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 _FIELDS = {
     name: {"type": "string"}
     for name in [
@@ -75,7 +76,19 @@ async def nicepay_notification(request: Request) -> Response:
         too_large=body is None,
     )
     reply = await notifications.receive(inbound)
-    return PlainTextResponse(reply.body, status_code=reply.http_status)
+    if reply.http_status == 200:
+        return PlainTextResponse(reply.body)
+    # NICEPAY reads only the status; people and scripts get the service's one error shape.
+    error = {"error": ERROR_CODES.get(reply.http_status, "error"), "detail": reply.body}
+    return JSONResponse(error, status_code=reply.http_status)
+
+
+ERROR_CODES = {
+    400: "invalid_notification",
+    403: "forbidden",
+    413: "body_too_large",
+    503: "database_unavailable",
+}
 
 
 def parse_form(text: str) -> dict[str, str]:
@@ -123,10 +136,17 @@ OPENAPI = {
                     "description": "Recorded and applied, duplicate, or quarantined: body `OK`",
                     **_TEXT,
                 },
-                "400": {"description": "Malformed", **_TEXT},
-                "403": {"description": "Source IP not allowed or merchantToken invalid", **_TEXT},
-                "413": {"description": "Body over the limit", **_TEXT},
-                "503": {"description": "Database could not commit: nothing acknowledged", **_TEXT},
+                "400": {"description": "Malformed (`invalid_notification`)", **_ERROR},
+                "403": {
+                    "description": "Source IP not allowed or merchantToken invalid (`forbidden`)",
+                    **_ERROR,
+                },
+                "413": {"description": "Body over the limit (`body_too_large`)", **_ERROR},
+                "503": {
+                    "description": "Database could not commit: nothing acknowledged "
+                    "(`database_unavailable`)",
+                    **_ERROR,
+                },
             },
         }
     }

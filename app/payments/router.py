@@ -1,11 +1,12 @@
 """Storefront API: register, read and cancel CVS payment codes."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from app.deps import SettingsDep, service, storefront_key
+from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, documented
 from app.models import EventSource
 from app.payments.schemas import REFERENCE_PATTERN, PaymentCreate, PaymentRead
 from app.payments.service import PaymentService
@@ -19,16 +20,12 @@ router = APIRouter(
 )
 Payments = Annotated[PaymentService, service("payments")]
 
-_ERROR: dict[str, Any] = {"content": {"application/json": {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Body is not decodable JSON", **_ERROR},
-    401: {"description": "Missing or wrong bearer key", **_ERROR},
-    404: {"description": "Unknown reference_no", **_ERROR},
-    409: {"description": "reference_no reused with another body, or wrong status", **_ERROR},
-    502: {"description": "NICEPAY answered with an error (`nicepay_code`)", **_ERROR},
-    503: {"description": "Database unavailable (or past its deadline); retry", **_ERROR},
-    504: {"description": "NICEPAY did not answer in time", **_ERROR},
+NICEPAY_FAILED = {
+    502: "NICEPAY answered with an error (`nicepay_error`, with `nicepay_code`) or could not "
+    "be understood (`nicepay_unavailable`)",
+    504: "NICEPAY did not answer in time (`nicepay_timeout`); the body says the payment's status",
 }
+NOT_FOUND = {404: "Unknown reference_no (`not_found`)"}
 
 
 @router.post(
@@ -36,7 +33,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     name="register_payment",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentRead,
-    responses={200: {"description": "Idempotent replay", "model": PaymentRead}, **ERRORS},
+    responses={
+        200: {"description": "Idempotent replay", "model": PaymentRead},
+        **documented(
+            {
+                400: "Body is not JSON (`invalid_json`)",
+                **UNAUTHORIZED,
+                409: "reference_no already used with another body (`conflict`), or its "
+                "registration is still in flight (`registration_in_progress`)",
+                **BODY_TOO_LARGE,
+                **NICEPAY_FAILED,
+                **DATABASE_DOWN,
+            }
+        ),
+    },
 )
 async def register_payment(
     body: PaymentCreate, payments: Payments, settings: SettingsDep, response: Response
@@ -59,13 +69,30 @@ async def register_payment(
     return resource
 
 
-@router.get("/{reference_no}", name="get_payment", response_model=PaymentRead, responses=ERRORS)
+@router.get(
+    "/{reference_no}",
+    name="get_payment",
+    response_model=PaymentRead,
+    responses=documented({**UNAUTHORIZED, **NOT_FOUND, **DATABASE_DOWN}),
+)
 async def get_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentRead:
     return await payments.get(reference_no)
 
 
 @router.post(
-    "/{reference_no}/cancel", name="cancel_payment", response_model=PaymentRead, responses=ERRORS
+    "/{reference_no}/cancel",
+    name="cancel_payment",
+    response_model=PaymentRead,
+    responses=documented(
+        {
+            **UNAUTHORIZED,
+            **NOT_FOUND,
+            409: "Not pending: already paid, reversed, expired or cancelled (`conflict`)",
+            **BODY_TOO_LARGE,
+            **NICEPAY_FAILED,
+            **DATABASE_DOWN,
+        }
+    ),
 )
 async def cancel_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentRead:
     return await payments.cancel(reference_no, EventSource.API)

@@ -1,10 +1,11 @@
 """Storefront API over the outbound events: the outbox, each event's delivery log, re-send."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from app.deps import SessionsDep, storefront_key
+from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, documented
 from app.models import WebhookStatus
 from app.payments.schemas import REFERENCE_PATTERN
 from app.webhooks import service
@@ -18,15 +19,14 @@ router = APIRouter(
     dependencies=[storefront_key],
 )
 
-_ERROR: dict[str, Any] = {"content": {"application/json": {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong bearer key", **_ERROR},
-    404: {"description": "Unknown event_id", **_ERROR},
-}
+NOT_FOUND = {404: "Unknown event_id (`not_found`)"}
 
 
 @router.get(
-    "/events", name="list_webhook_events", response_model=list[WebhookEventRead], responses=ERRORS
+    "/events",
+    name="list_webhook_events",
+    response_model=list[WebhookEventRead],
+    responses=documented({**UNAUTHORIZED, **DATABASE_DOWN}),
 )
 async def list_webhook_events(
     sessions: SessionsDep,
@@ -45,7 +45,7 @@ async def list_webhook_events(
     "/events/{event_id}",
     name="get_webhook_event",
     response_model=WebhookEventDetail,
-    responses=ERRORS,
+    responses=documented({**UNAUTHORIZED, **NOT_FOUND, **DATABASE_DOWN}),
 )
 async def get_webhook_event(event_id: EventId, sessions: SessionsDep) -> WebhookEventDetail:
     """One event, its payload and its delivery log (time, status code, answer excerpt)."""
@@ -57,10 +57,15 @@ async def get_webhook_event(event_id: EventId, sessions: SessionsDep) -> Webhook
     name="resend_webhook_event",
     status_code=202,
     response_model=WebhookEventRead,
-    responses={
-        **ERRORS,
-        409: {"description": "The event is being delivered right now", **_ERROR},
-    },
+    responses=documented(
+        {
+            **UNAUTHORIZED,
+            **NOT_FOUND,
+            409: "The event is being delivered right now (`delivery_in_progress`)",
+            **BODY_TOO_LARGE,
+            **DATABASE_DOWN,
+        }
+    ),
 )
 async def resend_webhook_event(event_id: EventId, sessions: SessionsDep) -> WebhookEventRead:
     """Queue the event again, same webhook-id and body, with a fresh attempt budget."""

@@ -136,7 +136,8 @@ async def test_forged_tokens_are_refused_and_recorded(stack: Stack) -> None:
         RAW_TOKENS.add(token)  # a forged token must not be logged either
         before = len(await ledger(stack))
         response = await post(stack, data={**till.form, "merchantToken": token})
-        assert (response.status_code, response.text) == (403, "merchantToken invalid"), name
+        answer = (response.status_code, response.json()["detail"])
+        assert answer == (403, "merchantToken invalid"), name
         row = await one_new_row(stack, before, response)
         assert (row.outcome, row.checks.get("token")) == ("rejected", "fail"), name
         assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest(), name
@@ -198,7 +199,7 @@ async def test_headers_cannot_choose_the_client_ip(
 ) -> None:
     till = await paid_at_till(stack)
     response = await post(stack, ip=STRANGER, data=till.form, headers=headers)
-    assert (response.status_code, response.text) == (403, "source IP not allowed")
+    assert (response.status_code, response.json()["detail"]) == (403, "source IP not allowed")
     row = await one_new_row(stack, 0, response)
     assert (row.peer_ip, row.client_ip, row.checks) == (STRANGER, STRANGER, {"ip": "fail"})
     await assert_nothing_applied(stack, till)
@@ -238,7 +239,7 @@ async def test_spoofed_or_malformed_forwarded_for_behind_a_proxy(
     # Bytes: on the wire a header is octets, whatever a client library would allow.
     headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for.encode()}
     response = await post(proxied, ip=PROXY, data=till.form, headers=headers)
-    assert (response.status_code, response.text) == (403, "source IP not allowed")
+    assert (response.status_code, response.json()["detail"]) == (403, "source IP not allowed")
     row = await one_new_row(proxied, 0, response)
     assert (row.peer_ip, row.client_ip, row.outcome) == (PROXY, client_ip, "rejected")
     await assert_nothing_applied(proxied, till)
@@ -409,7 +410,7 @@ async def test_nul_byte_in_a_field_is_recorded_not_503(
     """A NUL (%00) is hostile input, not a database outage: documented answer, a ledger row."""
     till = await paid_at_till(stack)
     response = await post(stack, ip=STRANGER, data={**till.form, field: till.form[field] + "\x00"})
-    assert (response.status_code, response.text) == (403, "source IP not allowed")
+    assert (response.status_code, response.json()["detail"]) == (403, "source IP not allowed")
     await one_new_row(stack, 0, response)
     response = await post(stack, data={**till.form, field: till.form[field] + "\x00"})
     assert response.status_code != 503
@@ -421,7 +422,7 @@ async def test_nul_byte_in_the_user_agent_is_recorded_not_503(
 ) -> None:
     till = await paid_at_till(stack)
     response = await post(stack, ip=STRANGER, data=till.form, headers={"User-Agent": "evil\x00"})
-    assert (response.status_code, response.text) == (403, "source IP not allowed")
+    assert (response.status_code, response.json()["detail"]) == (403, "source IP not allowed")
     await one_new_row(stack, 0, response)
 
 

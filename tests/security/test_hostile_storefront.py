@@ -210,7 +210,7 @@ async def test_malformed_bodies_are_4xx(
     stack: Stack, raw: httpx.AsyncClient, content: bytes, content_type: str
 ) -> None:
     response = await raw.post(PAYMENTS, content=content, headers={"Content-Type": content_type})
-    # 422 for a body that is not a payment; FastAPI says 400 for JSON it cannot even parse;
+    # 422 for a body that is not a payment; 400 `invalid_json` for JSON that cannot be parsed;
     # 413 for one over the storefront cap (64 KiB), refused before it is read.
     expected = 413 if len(content) > 64 * 1024 else 422
     assert response.status_code in (400, expected), response.text[:300]
