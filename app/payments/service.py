@@ -23,6 +23,7 @@ from app.nicepay.client import NicepayError, NicepayUnavailable
 from app.nicepay.codes import CURRENCY, PAY_METHOD_CVS
 from app.nicepay.schemas import RegistrationRequest, RegistrationResponse
 from app.nicepay.wib import from_wib_fields, now_utc, to_wib_fields
+from app.payments.billing import billing_address
 from app.payments.resource import load_resource, resource_of
 from app.payments.schemas import PaymentCreate, PaymentRead
 from app.runtime import Runtime
@@ -306,10 +307,7 @@ def _registration_request(
         billingPhone=customer.phone,
         billingEmail=customer.email,
         billingAddr=customer.address,
-        billingCity=customer.city,
-        billingState=customer.state,
-        billingPostCd=customer.postal_code,
-        billingCountry=customer.country,
+        **billing_address(customer, settings),
         deliveryNm=delivery.name if delivery else None,
         deliveryPhone=delivery.phone if delivery else None,
         deliveryEmail=delivery.email if delivery else None,
