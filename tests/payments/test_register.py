@@ -128,9 +128,7 @@ async def test_no_configured_keys_refuses_everyone(stack_factory: StackFactory) 
         (
             {
                 "cart": {
-                    "item": [
-                        {"goods_name": "Kopi", "goods_amt": 10000, "goods_detail": "d" * 4000}
-                    ]
+                    "item": [{"goods_name": "Kopi", "goods_amt": 10000, "goods_detail": "d" * 4000}]
                 }
             },
             "cart",
