@@ -21,7 +21,9 @@ one push to the service process, with the outcome the ledger must record and the
 NICEPAY must get; then the payment's final status. Field values in braces are filled from
 the payment the case registers: {txid}, {reference_no}, {amt}, {pay_no}, {mitra_cd},
 {deposit_dt}, {deposit_tm}, {valid_dt}, {valid_tm}; {token} is SHA256(iMid + tXid + amt +
-key) over the push's own tXid and amt (REFERENCE.md §4.1).
+key) over the push's own tXid and amt (REFERENCE.md §4.1); {reference_token} is the
+registration formula SHA256(iMid + referenceNo + amt + key) and {timestamp_token} the V2
+formula with a timestamp in front, the two mistakes REFERENCE.md §6 found in SDKs.
 
 `decide` marks what the current code does not do yet (issue 12, parts a/b/c): those cases
 are strict xfails until the lead's `decide(push, payment, inquiry)` lands.
@@ -328,6 +330,32 @@ CASES: tuple[Case, ...] = (
         final_status="pending",
         xfail=DECIDE,
         notes="(a) no status is no longer malformed: the token decides (403), not the form (400)",
+    ),
+    Case(
+        id="sdk-token-made-with-the-reference-formula",
+        source="REFERENCE.md §6 (egg-/nicepay-id validateNotification: referenceNo formula)",
+        steps=(
+            Step(
+                changed(V1_NOTIF, merchantToken="{reference_token}"),
+                "rejected",
+                403,
+                at_nicepay="settle",
+            ),
+        ),
+        final_status="pending",
+    ),
+    Case(
+        id="sdk-token-with-a-timestamp-in-front",
+        source="REFERENCE.md §1.3, §6 (golang-nicepay V1: a V2-style timeStamp prefix)",
+        steps=(
+            Step(
+                changed(V1_NOTIF, merchantToken="{timestamp_token}"),
+                "rejected",
+                403,
+                at_nicepay="settle",
+            ),
+        ),
+        final_status="pending",
     ),
     Case(
         id="py-mock-notification",

@@ -2,6 +2,7 @@
 real service process whose NICEPAY is the real simulator process, on SQLite and PostgreSQL:
 the ledger's outcome, the HTTP reply, the inquiries made and the payment's final status."""
 
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.config import SANDBOX_IMID, SANDBOX_MERCHANT_KEY
-from app.nicepay.tokens import txid_token
+from app.nicepay.tokens import reference_token, txid_token
 from app.nicepay.wib import now_utc, to_wib_fields
 from tests.conformance.pushes import CASES, Case, Step
 from tests.procs import (
@@ -80,15 +81,25 @@ async def values_of(simulator: Process, resource: dict[str, Any] | None) -> dict
 
 
 def filled(step: Step, values: dict[str, str]) -> dict[str, str]:
-    fields = {
-        name: value.format_map({**values, "token": "{token}"})
-        for name, value in step.fields.items()
+    tokens = ("token", "reference_token", "timestamp_token")
+    kept = {name: "{" + name + "}" for name in tokens}  # filled once tXid and amt are known
+    fields = {name: value.format_map({**values, **kept}) for name, value in step.fields.items()}
+    imid, key = SANDBOX_IMID, SANDBOX_MERCHANT_KEY
+    txid, reference_no, amt = fields.get("tXid", ""), fields.get("referenceNo", ""), fields["amt"]
+    made = {
+        "{token}": txid_token(imid, txid, amt, key),
+        "{reference_token}": reference_token(imid, reference_no, amt, key),
+        "{timestamp_token}": sha256_hex(values.get("deposit_dt", "") + imid + txid + amt + key),
     }
-    if fields.get("merchantToken") == "{token}":
-        token = txid_token(SANDBOX_IMID, fields["tXid"], fields["amt"], SANDBOX_MERCHANT_KEY)
+    if fields.get("merchantToken") in made:
+        token = made[fields["merchantToken"]]
         RAW_TOKENS.add(token)  # the suite's last test greps every log for it
         fields["merchantToken"] = token
     return fields
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 NICEPAY_ACTIONS = {
