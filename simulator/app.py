@@ -55,6 +55,7 @@ UNDEFINED_BILLING_POST_CD = "9027"
 UNDEFINED_BILLING_COUNTRY = "9028"
 REFERENCE_TOO_LONG = "9507"
 AMOUNT_TOO_SMALL = "9509"
+INVALID_CANCEL_TYPE = "9301"
 EXPIRY_LENGTH = "9511"
 
 # NICEPAY's own default depends on the merchant (REFERENCE.md §1.2); 24 h is the common choice.
@@ -193,6 +194,7 @@ MESSAGES: dict[str, str] = {
     PAY_METHOD_NOT_ACTIVE: "This Payment method is currently not activated",
     REFERENCE_TOO_LONG: "referenceNo is longer than 40",
     AMOUNT_TOO_SMALL: "Payment amount is too small",
+    INVALID_CANCEL_TYPE: "Invalid cancel type",
     ResultCode.FAILED_TO_REGISTER: "Failed to register your order",
     ResultCode.INVALID_CART: "Invalid cartData format",
     ResultCode.CART_TOTAL_MISMATCH: "amt is not equal to cartData total",
@@ -398,6 +400,9 @@ class SimulatorState:
         imid = self._check_imid(form)
         txid, amt = form.get("tXid", ""), form.get("amt", "")
         self._check_token(txid_token(imid, txid, amt, self.merchant_key), form)
+        # cancelType: 1 full, 2 partial (REFERENCE.md §3); a CVS code is cancelled in full.
+        if form.get("cancelType") not in ("1", "2"):
+            raise _Rejected(INVALID_CANCEL_TYPE)
         tx = self.transactions.get(txid)
         if tx is None or tx.amt != amt:
             raise _Rejected(ResultCode.TRANSACTION_NOT_FOUND)

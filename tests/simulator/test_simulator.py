@@ -412,6 +412,16 @@ async def test_cancel_paid_expired_and_errors(
     }
     assert (await call(client, "onePassAllCancel.do", wrong_token))["resultCd"] == "9010"
     assert (await cancel(client, {**other, "tXid": "X" * 30}))["resultCd"] == "9528"
+    no_type = {
+        "iMid": IMID,
+        "tXid": other["tXid"],
+        "payMethod": "03",
+        "amt": other["amount"],
+        "merchantToken": txid_token(IMID, other["tXid"], other["amount"], KEY),
+    }
+    assert (await call(client, "onePassAllCancel.do", no_type))["resultCd"] == "9301"
+    bad_type = {**no_type, "cancelType": "9"}
+    assert (await call(client, "onePassAllCancel.do", bad_type))["resultCd"] == "9301"
 
 
 # -- faults ----------------------------------------------------------------------------------
