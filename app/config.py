@@ -16,6 +16,14 @@ SANDBOX_IMID = "IONPAYTEST"
 SANDBOX_MERCHANT_KEY = (
     "33F49GnCMS1mFYlGXisbUDzVf2ATWCl9k3R++d5hDd3Frmuos/XLx8XhXpe+LDYAbpGKZYSwtlyyLOtS/8aD7A=="
 )
+# The shipped BILLING_DEFAULT_* values: a central Jakarta address. `doctor` says when a
+# deployment still uses them instead of the merchant's own city, province and postal code.
+SHIPPED_BILLING = {
+    "city": "Jakarta",
+    "state": "DKI Jakarta",
+    "postal_code": "10110",
+    "country": "Indonesia",
+}
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-storefront-key")
 
 Network = IPv4Network | IPv6Network
@@ -68,6 +76,18 @@ class Settings(BaseSettings):
     cvs_default_expiry_minutes: int = Field(default=1440, gt=0)
     cvs_enabled_stores: Annotated[list[Store], NoDecode] = Field(
         default_factory=lambda: list(Store)
+    )
+    # NICEPAY refuses a registration without these (9025-9028); sent when the storefront
+    # gives no such customer field. Sizes and types as NICEPAY's (REFERENCE.md §1.2).
+    billing_default_city: str = Field(default=SHIPPED_BILLING["city"], min_length=1, max_length=50)
+    billing_default_state: str = Field(
+        default=SHIPPED_BILLING["state"], min_length=1, max_length=50
+    )
+    billing_default_postal_code: str = Field(
+        default=SHIPPED_BILLING["postal_code"], pattern=r"^[0-9]{1,10}$"
+    )
+    billing_default_country: str = Field(
+        default=SHIPPED_BILLING["country"], min_length=1, max_length=10
     )
 
     merchant_webhook_url: str = ""
@@ -149,6 +169,16 @@ class Settings(BaseSettings):
         """After this long, a registration call still marked in flight has surely ended
         (answered, timed out, or died with its process)."""
         return timedelta(seconds=self.nicepay_deadline_seconds + 5)
+
+    @property
+    def billing_defaults(self) -> dict[str, str]:
+        """The BILLING_DEFAULT_* settings, keyed like the storefront's customer fields."""
+        return {
+            "city": self.billing_default_city,
+            "state": self.billing_default_state,
+            "postal_code": self.billing_default_postal_code,
+            "country": self.billing_default_country,
+        }
 
 
 def _is_placeholder(value: str) -> bool:

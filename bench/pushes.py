@@ -67,6 +67,11 @@ def nicepay_registration_form(reference_no: str, amount: int, db_process_url: st
         "billingNm": BILLING,
         "billingPhone": "081234567890",
         "billingEmail": "buyer@example.com",
+        # What the service sends for a buyer without an address: BILLING_DEFAULT_*.
+        "billingCity": "Jakarta",
+        "billingState": "DKI Jakarta",
+        "billingPostCd": "10110",
+        "billingCountry": "Indonesia",
         "callBackUrl": db_process_url.rsplit("/api/", 1)[0],
         "dbProcessUrl": db_process_url,
         "vat": "0",

@@ -11,7 +11,7 @@ import itertools
 import json
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from http import HTTPStatus
@@ -47,7 +47,15 @@ ENDPOINTS: tuple[EndpointName, ...] = (REGISTER, INQUIRY, CANCEL)
 # Codes app.nicepay.codes has no name for (REFERENCE.md §5.1).
 UNDEFINED_AMOUNT = "9007"
 PAY_METHOD_NOT_ACTIVE = "9012"
+UNDEFINED_CURRENCY = "9013"
+UNDEFINED_CALLBACK_URL = "9019"
+UNDEFINED_BILLING_CITY = "9025"
+UNDEFINED_BILLING_STATE = "9026"
+UNDEFINED_BILLING_POST_CD = "9027"
+UNDEFINED_BILLING_COUNTRY = "9028"
 REFERENCE_TOO_LONG = "9507"
+AMOUNT_TOO_SMALL = "9509"
+INVALID_CANCEL_TYPE = "9301"
 EXPIRY_LENGTH = "9511"
 
 # NICEPAY's own default depends on the merchant (REFERENCE.md §1.2); 24 h is the common choice.
@@ -57,6 +65,14 @@ PUSH_TIMEOUT_SECONDS = 10.0
 Form = dict[str, str]
 Answer = dict[str, str | None]
 PushResult = tuple[int, str]
+
+# What a push carries: "full", the fields of NICEPAY's current CVS pages
+# (source-docs/cvs-notification.txt), or "short", the V1 PDF's (v1.13 §3.3: tXid,
+# referenceNo, amt, merchantToken and nothing else, no status). Where: the form body, or the
+# query string of a POST with no body (the PDF's example URL; REFERENCE.md §4.1).
+PushShape = Literal["full", "short"]
+PushCarrier = Literal["body", "query"]
+SHORT_PUSH_FIELDS = ("tXid", "referenceNo", "amt", "merchantToken")
 
 
 class Faults(BaseModel):
@@ -114,9 +130,11 @@ class SimTransaction:
     req_dt: str
     req_tm: str
     valid_until: datetime
+    request: Form = field(default_factory=dict)  # the onePass.do form, without merchantToken
     lifecycle: Lifecycle = Lifecycle.UNPAID
     deposited_at: datetime | None = None
     cancel_txid: str | None = None
+    cancel_request: Form | None = None  # the accepted onePassAllCancel.do form, no token
 
     def status(self, now: datetime) -> str:
         """The inquiry `status`: an unpaid code past its expiry reads as expired by itself."""
@@ -167,8 +185,17 @@ MESSAGES: dict[str, str] = {
     ResultCode.UNDEFINED_BILLING_EMAIL: "Undefined billingEmail",
     ResultCode.UNDEFINED_DB_PROCESS_URL: "Undefined dbProcessUrl",
     ResultCode.UNDEFINED_USER_IP: "Undefined userIP",
+    UNDEFINED_CURRENCY: "Undefined currency",
+    UNDEFINED_CALLBACK_URL: "Undefined callbackUrl",
+    UNDEFINED_BILLING_CITY: "Undefined billingCity",
+    UNDEFINED_BILLING_STATE: "Undefined billingState",
+    UNDEFINED_BILLING_POST_CD: "Undefined or invalid billingPostCd",
+    UNDEFINED_BILLING_COUNTRY: "Undefined billingCountry",
     PAY_METHOD_NOT_ACTIVE: "This Payment method is currently not activated",
     REFERENCE_TOO_LONG: "referenceNo is longer than 40",
+    AMOUNT_TOO_SMALL: "Payment amount is too small",
+    INVALID_CANCEL_TYPE: "Invalid cancel type",
+    ResultCode.FAILED_TO_REGISTER: "Failed to register your order",
     ResultCode.INVALID_CART: "Invalid cartData format",
     ResultCode.CART_TOTAL_MISMATCH: "amt is not equal to cartData total",
     ResultCode.MITRA_NOT_CONTRACTED: "Mitra code is not contracted",
@@ -184,25 +211,62 @@ MESSAGES: dict[str, str] = {
 class _Rejected(Exception):
     """A business error: NICEPAY still answers HTTP 200, with only resultCd and resultMsg."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, detail: str | None = None) -> None:
         super().__init__(code)
-        self.answer: Answer = {"resultCd": str(code), "resultMsg": MESSAGES[code]}
+        message = MESSAGES[code] + (f" ({detail})" if detail else "")
+        self.answer: Answer = {"resultCd": str(code), "resultMsg": message}
 
 
 def _ok(fields: Answer) -> Answer:
     return {"resultCd": ResultCode.SUCCESS.value, "resultMsg": "SUCCESS", **fields}
 
 
-# Checked in this order after iMid, amt and token (REFERENCE.md §5.1 codes 9014-9024).
+# Checked in this order after iMid, amt and token (REFERENCE.md §5.1 codes 9013-9028; §9:
+# NICEPAY refuses an empty billingCity/State/PostCd/Country although one table calls them
+# optional). NICEPAY documents no order among them; the codes' order is the simulator's.
 _REQUIRED: tuple[tuple[str, str], ...] = (
+    ("currency", UNDEFINED_CURRENCY),  # also: IDR only
     ("referenceNo", ResultCode.UNDEFINED_REFERENCE),
     ("goodsNm", ResultCode.UNDEFINED_GOODS),
     ("billingNm", ResultCode.UNDEFINED_BILLING_NAME),
     ("billingPhone", ResultCode.UNDEFINED_BILLING_PHONE),  # also: digits only
     ("billingEmail", ResultCode.UNDEFINED_BILLING_EMAIL),
+    ("callBackUrl", UNDEFINED_CALLBACK_URL),
     ("dbProcessUrl", ResultCode.UNDEFINED_DB_PROCESS_URL),
     ("userIP", ResultCode.UNDEFINED_USER_IP),
+    ("billingCity", UNDEFINED_BILLING_CITY),
+    ("billingState", UNDEFINED_BILLING_STATE),
+    ("billingPostCd", UNDEFINED_BILLING_POST_CD),  # also: digits only
+    ("billingCountry", UNDEFINED_BILLING_COUNTRY),
 )
+_NUMERIC = frozenset({"billingPhone", "billingPostCd"})
+
+# Sizes of REFERENCE.md §1.2 (NICEPAY's tables). NICEPAY names a code only for referenceNo
+# (9507, checked on its own); for the others the simulator answers the generic 9001 and names
+# the field. userIP (AN 15) is left out: an IPv6 address is longer, and what NICEPAY does
+# with one is not documented (a question for NICEPAY, README).
+_SIZES: dict[str, int] = {
+    "goodsNm": 100,
+    "billingNm": 30,
+    "billingPhone": 15,
+    "billingEmail": 40,
+    "billingAddr": 100,
+    "billingCity": 50,
+    "billingState": 50,
+    "billingPostCd": 10,
+    "billingCountry": 10,
+    "deliveryNm": 30,
+    "deliveryPhone": 15,
+    "deliveryAddr": 100,
+    "deliveryCity": 50,
+    "deliveryState": 50,
+    "deliveryPostCd": 10,
+    "deliveryCountry": 10,
+    "callBackUrl": 255,
+    "dbProcessUrl": 255,
+    "description": 100,
+    "cartData": 4000,
+}
 
 
 class SimulatorState:
@@ -261,12 +325,19 @@ class SimulatorState:
         self._check_token(reference_token(imid, reference_no, amt, self.merchant_key), form)
         for name, code in _REQUIRED:
             value = form.get(name, "")
-            if not value or (name == "billingPhone" and not is_numeric(value)):
+            if not value or (name in _NUMERIC and not is_numeric(value)):
                 raise _Rejected(code)
+        if form["currency"] != CURRENCY:
+            raise _Rejected(UNDEFINED_CURRENCY)
+        if int(amt) < 1:  # NICEPAY documents no minimum; nothing is certainly too small
+            raise _Rejected(AMOUNT_TOO_SMALL)
         if form.get("payMethod") != PAY_METHOD_CVS:
             raise _Rejected(PAY_METHOD_NOT_ACTIVE)
         if len(reference_no) > 40:
             raise _Rejected(REFERENCE_TOO_LONG)
+        for name, size in _SIZES.items():
+            if len(form.get(name, "")) > size:
+                raise _Rejected(ResultCode.FAILED_TO_REGISTER, f"{name} is longer than {size}")
         self._check_cart(form.get("cartData") or "{}", int(amt))
         mitra_cd = form.get("mitraCd", "")
         if mitra_cd not in MITRA_CODES.values() or mitra_cd not in self.enabled_mitra:
@@ -292,6 +363,7 @@ class SimulatorState:
             req_dt=form.get("reqDt") or trans_dt,
             req_tm=form.get("reqTm") or trans_tm,
             valid_until=valid_until,
+            request={k: v for k, v in form.items() if k != "merchantToken"},
         )
         self.transactions[tx.txid] = tx
         valid_dt, valid_tm = to_wib_fields(valid_until)
@@ -328,6 +400,9 @@ class SimulatorState:
         imid = self._check_imid(form)
         txid, amt = form.get("tXid", ""), form.get("amt", "")
         self._check_token(txid_token(imid, txid, amt, self.merchant_key), form)
+        # cancelType: 1 full, 2 partial (REFERENCE.md §3); a CVS code is cancelled in full.
+        if form.get("cancelType") not in ("1", "2"):
+            raise _Rejected(INVALID_CANCEL_TYPE)
         tx = self.transactions.get(txid)
         if tx is None or tx.amt != amt:
             raise _Rejected(ResultCode.TRANSACTION_NOT_FOUND)
@@ -340,12 +415,15 @@ class SimulatorState:
             raise _Rejected(ResultCode.CANNOT_CANCEL)
         tx.lifecycle = Lifecycle.CANCELLED
         tx.cancel_txid = self._new_txid(now)
+        tx.cancel_request = {k: v for k, v in form.items() if k != "merchantToken"}
         cancel_dt, cancel_tm = to_wib_fields(now)
         return _ok(
             {
                 "tXid": tx.txid,
                 "referenceNo": tx.reference_no,
-                "amt": tx.amt,
+                # `amount`, as in the V1 PDF's cancel answer (§3.5) and GH-CANCEL's sample
+                # (REFERENCE.md §3, §9); the inquiry says `amt`.
+                "amount": tx.amt,
                 "canceltXid": tx.cancel_txid,
                 "transDt": cancel_dt,
                 "transTm": cancel_tm,
@@ -355,11 +433,19 @@ class SimulatorState:
     # -- the till --------------------------------------------------------------------------
 
     async def pay(
-        self, txid: str, *, copies: int | None = None, amt: str | None = None
+        self,
+        txid: str,
+        *,
+        copies: int | None = None,
+        amt: str | None = None,
+        shape: PushShape = "full",
+        carrier: PushCarrier = "body",
     ) -> list[PushResult]:
         """Customer pays: status 0 first (so an inquiry made by the push handler sees it), then push."""
         tx = self._mark(txid, Lifecycle.PAID)
-        return await self._push(tx, NotificationStatus.DEPOSIT, copies=copies, amt=amt)
+        return await self._push(
+            tx, NotificationStatus.DEPOSIT, copies=copies, amt=amt, shape=shape, carrier=carrier
+        )
 
     async def reverse(self, txid: str, *, copies: int | None = None) -> list[PushResult]:
         tx = self._mark(txid, Lifecycle.REVERSED)
@@ -383,16 +469,25 @@ class SimulatorState:
         return tx
 
     def notification_form(
-        self, tx: SimTransaction, status: NotificationStatus, amt: str | None = None
+        self,
+        tx: SimTransaction,
+        status: NotificationStatus,
+        amt: str | None = None,
+        shape: PushShape = "full",
     ) -> Form:
-        """The dbProcessUrl form, fields as in NICEPAY's CVS sample (source-docs/cvs-notification)."""
+        """The dbProcessUrl form, fields as in NICEPAY's CVS sample (source-docs/cvs-notification)
+        or, `short`, the V1 PDF's four fields. No iMid: no official sample carries one; and
+        transDt/transTm are the deposit's, as NICEPAY's pages say (REFERENCE.md §4.2, §9)."""
         amt = tx.amt if amt is None else amt
-        trans_dt, trans_tm = to_wib_fields(tx.registered_at)
         valid_dt, valid_tm = to_wib_fields(tx.valid_until)
         deposit_dt, deposit_tm = to_wib_fields(tx.deposited_at or self.clock())
+        token = txid_token(self.imid, tx.txid, amt, self.merchant_key)
+        if shape == "short":
+            short = {"tXid": tx.txid, "referenceNo": tx.reference_no, "amt": amt}
+            return {**short, "merchantToken": token}
         return {
             "tXid": tx.txid,
-            "merchantToken": txid_token(self.imid, tx.txid, amt, self.merchant_key),
+            "merchantToken": token,
             "referenceNo": tx.reference_no,
             "mitraCd": tx.mitra_cd,
             "payMethod": PAY_METHOD_CVS,
@@ -400,8 +495,8 @@ class SimulatorState:
             "payValidDt": valid_dt,
             "payValidTm": valid_tm,
             "amt": amt,
-            "transDt": trans_dt,
-            "transTm": trans_tm,
+            "transDt": deposit_dt,
+            "transTm": deposit_tm,
             "depositDt": deposit_dt,
             "depositTm": deposit_tm,
             "currency": CURRENCY,
@@ -411,7 +506,6 @@ class SimulatorState:
             "status": str(int(status)),
             "instmntType": "1",
             "instmntMon": "1",
-            "iMid": self.imid,
         }
 
     async def _push(
@@ -421,8 +515,10 @@ class SimulatorState:
         *,
         copies: int | None,
         amt: str | None,
+        shape: PushShape = "full",
+        carrier: PushCarrier = "body",
     ) -> list[PushResult]:
-        form = self.notification_form(tx, status, amt)
+        form = self.notification_form(tx, status, amt, shape)
         count = self.faults.push_copies if copies is None else copies
         async with httpx.AsyncClient(
             transport=self.push_transport,
@@ -430,7 +526,7 @@ class SimulatorState:
             headers={"User-Agent": NOTIFICATION_USER_AGENT},
         ) as client:
             # Concurrent on purpose: duplicate pushes must really race in the service.
-            sends = (_send(client, tx.db_process_url, form) for _ in range(count))
+            sends = (_send(client, tx.db_process_url, form, carrier) for _ in range(count))
             return list(await asyncio.gather(*sends))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -484,9 +580,14 @@ class SimulatorState:
         return pay_no
 
 
-async def _send(client: httpx.AsyncClient, url: str, form: Form) -> PushResult:
+async def _send(
+    client: httpx.AsyncClient, url: str, form: Form, carrier: PushCarrier = "body"
+) -> PushResult:
     try:
-        response = await client.post(url, data=form)
+        if carrier == "query":
+            response = await client.post(url, params=form)
+        else:
+            response = await client.post(url, data=form)
     except httpx.HTTPError as exc:
         return 0, f"{type(exc).__name__}: {exc}"  # 0: no HTTP answer at all
     return response.status_code, response.text
@@ -506,6 +607,8 @@ def _view(tx: SimTransaction, now: datetime) -> dict[str, Any]:
         "lifecycle": tx.lifecycle.value,
         "dbProcessUrl": tx.db_process_url,
         "canceltXid": tx.cancel_txid,
+        "request": tx.request,
+        "cancelRequest": tx.cancel_request,
     }
 
 
@@ -601,9 +704,12 @@ def create_simulator(
         txid: str,
         copies: Annotated[int | None, Query(ge=0, le=20)] = None,
         amt: str | None = None,
+        shape: PushShape = "full",
+        carrier: PushCarrier = "body",
     ) -> dict[str, list[dict[str, Any]]]:
         known(txid)
-        return _pushes(await sim.pay(txid, copies=copies, amt=amt))
+        pushes = await sim.pay(txid, copies=copies, amt=amt, shape=shape, carrier=carrier)
+        return _pushes(pushes)
 
     @app.post("/sim/transactions/{txid}/reverse")
     async def reverse(

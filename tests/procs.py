@@ -308,7 +308,6 @@ def push_form(
         "currency": "IDR",
         "matchCl": "1",
         "status": status,
-        "iMid": SANDBOX_IMID,
         **extra,
     }
 

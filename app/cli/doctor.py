@@ -78,7 +78,27 @@ def _settings_checks(settings: Settings) -> list[Check]:
         checks.append(("warn", "reconciler", "off: run `python -m app reconcile` from cron"))
     if not settings.nicepay_verify_with_inquiry:
         checks.append(("warn", "inquiry check", "off: deposits are applied without asking NICEPAY"))
+    checks.append(_billing_check(settings))
     return checks
+
+
+def _billing_check(settings: Settings) -> Check:
+    """Whether BILLING_DEFAULT_* (sent when the storefront gives no address) are still the
+    shipped ones: NICEPAY would then see a central Jakarta address for every such buyer."""
+    from app.config import SHIPPED_BILLING
+
+    defaults = settings.billing_defaults
+    shown = ", ".join(defaults.values())
+    shipped = [name for name, value in defaults.items() if value == SHIPPED_BILLING[name]]
+    if not shipped:
+        return "ok", "billing defaults", shown
+    names = ", ".join(f"BILLING_DEFAULT_{name.upper()}" for name in shipped)
+    status = "ok" if settings.app_env != "production" else "warn"
+    return (
+        status,
+        "billing defaults",
+        f"{shown}: {names} still the shipped value; set the merchant's own address",
+    )
 
 
 def _is_local(url: str) -> bool:

@@ -24,10 +24,11 @@ class RegistrationRequest(WireModel):
     billingPhone: str
     billingEmail: str
     billingAddr: str | None = None
-    billingCity: str | None = None
-    billingState: str | None = None
-    billingPostCd: str | None = None
-    billingCountry: str | None = None
+    # Optional in one NICEPAY table, refused when empty in practice (9025-9028, REFERENCE §9).
+    billingCity: str
+    billingState: str
+    billingPostCd: str
+    billingCountry: str
     deliveryNm: str | None = None
     deliveryPhone: str | None = None
     deliveryEmail: str | None = None

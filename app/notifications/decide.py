@@ -36,6 +36,16 @@ class Push:
     pay_method: str = PAY_METHOD_CVS  # absent fields are not held against a push
     currency: str = CURRENCY
     match_cl: str = MatchCl.MATCH
+    # The older V1 shape (tXid, referenceNo, amt, merchantToken only): a deposit by
+    # implication, so one NICEPAY's inquiry must confirm.
+    status_given: bool = True
+
+    @property
+    def self_evident(self) -> bool:
+        """Whether the push itself says it is a CVS deposit: a status 0 and payMethod 03.
+        Anything else (a reversal, no status, another payMethod with our token and tXid) is
+        decided by the status inquiry, whatever NICEPAY_VERIFY_WITH_INQUIRY says."""
+        return self.deposit and self.status_given and self.pay_method == PAY_METHOD_CVS
 
     @property
     def target(self) -> PaymentStatus:
@@ -43,14 +53,16 @@ class Push:
 
     @classmethod
     def of(cls, fields: dict[str, str]) -> "Push":
+        status = fields.get("status") or None
         return cls(
             txid=fields["tXid"],
             reference_no=fields["referenceNo"],
             amt=int(fields["amt"]),
-            deposit=fields["status"] == str(NotificationStatus.DEPOSIT.value),
+            deposit=status in (None, str(NotificationStatus.DEPOSIT.value)),
             pay_method=fields.get("payMethod", PAY_METHOD_CVS),
             currency=fields.get("currency", CURRENCY).upper(),
             match_cl=fields.get("matchCl", MatchCl.MATCH),
+            status_given=status is not None,
         )
 
 
@@ -73,7 +85,9 @@ class Decision:
 
 
 def rules(push: Push, payment: dict[str, Any]) -> list[tuple[str, bool, str]]:
-    """The checks of a push against the registered payment: (check, passed, reason)."""
+    """The checks of a push against the registered payment: (check, passed, reason).
+    (payMethod is not among them: a push with our token and tXid but another payMethod is
+    decided by the status inquiry.)"""
     amount = payment["amount"]
     return [
         (
@@ -82,7 +96,6 @@ def rules(push: Push, payment: dict[str, Any]) -> list[tuple[str, bool, str]]:
             "tXid and referenceNo belong to different payments",
         ),
         ("amount", push.amt == amount, f"amt {push.amt} != registered {amount}"),
-        ("pay_method", push.pay_method == PAY_METHOD_CVS, "payMethod is not 03"),
         ("currency", push.currency == CURRENCY, "currency is not IDR"),
         ("match_cl", push.match_cl == MatchCl.MATCH, "matchCl is not 1 (match)"),
     ]
@@ -97,9 +110,10 @@ def decide(
 ) -> Decision:
     """The decision for `push` on `payment` (as read); `verify` is NICEPAY_VERIFY_WITH_INQUIRY.
 
-    A reversal and a late deposit (after the service expired the code) are confirmed with
-    the inquiry whatever `verify` says: the token does not cover `status`, so a copied
-    deposit push re-sent as a reversal must not be able to reverse a paid payment.
+    Confirmed with the inquiry whatever `verify` says: a reversal (the token does not cover
+    `status`, so a copied deposit push re-sent as a reversal must not be able to reverse a
+    paid payment), a push without `status` (the older V1 shape), a push whose payMethod is
+    not 03, and a late deposit (after the service expired the code).
     """
     if payment is None:
         return Decision(Verdict.QUARANTINE, "unknown tXid (valid token)", {"payment": "fail"})
@@ -113,8 +127,9 @@ def decide(
         return Decision(Verdict.DUPLICATE, f"already {target}", checks)
     if seen not in TRANSITIONS[target]:
         return Decision(Verdict.QUARANTINE, _misfit(push, seen), checks)
+    checks["pay_method"] = "pass" if push.pay_method == PAY_METHOD_CVS else "other"
     late = push.deposit and seen == S.EXPIRED
-    if not (verify or late or not push.deposit):
+    if not (verify or late or not push.self_evident):
         return Decision(Verdict.APPLY, None, checks)
     if inquiry is None:
         return Decision(Verdict.CONFIRM, None, checks, late)

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 S = PaymentStatus
 OK = "OK"
-REQUIRED = ("tXid", "referenceNo", "amt", "merchantToken", "status")
+# `status` may be absent: the older V1 push (tXid, referenceNo, amt, merchantToken) is a
+# deposit that the status inquiry confirms.
+REQUIRED = ("tXid", "referenceNo", "amt", "merchantToken")
 MAX_FIELDS = 100
 MAX_VALUE = 255
 # A lost compare-and-set means the status moved on; statuses only move forward, a few
@@ -151,7 +153,7 @@ class NotificationService:
             return await self._reject(inbound, checks, http_status, reason)
         push = Push.of(inbound.fields)
         verify = self.settings.nicepay_verify_with_inquiry
-        if self.write_without_read and push.deposit:
+        if self.write_without_read and push.self_evident:
             # Assume the payment is the pending one the push describes; the compare-and-set
             # (tXid, referenceNo, amount, status) checks the assumption.
             match = {
@@ -197,8 +199,15 @@ class NotificationService:
             if not (f.get(name) if name != "merchantToken" else inbound.token_digest)
         ]
         amt = f.get("amt", "")
-        if missing or not is_numeric(amt) or len(amt) > 12 or f.get("status") not in ("0", "1"):
-            why = f"missing {', '.join(missing)}" if missing else "amt must be digits, status 0 or 1"
+        if (
+            missing
+            or not is_numeric(amt)
+            or len(amt) > 12
+            or (f.get("status") or "0") not in ("0", "1")
+        ):
+            why = (
+                f"missing {', '.join(missing)}" if missing else "amt must be digits, status 0 or 1"
+            )
             return _fail(checks, "form", 400, f"malformed notification: {why}")
         checks["form"] = "pass"
         if not self._token_valid(f["tXid"], amt, inbound.token_digest or ""):

@@ -24,6 +24,9 @@ from app.nicepay.wib import WIB, now_utc
 # NICEPAY's ANS charset without what would break a URL path segment or a form field.
 REFERENCE_PATTERN = r"^[A-Za-z0-9._:@+\-]{1,40}$"
 
+# NICEPAY's cartData is AN 4000 (REFERENCE.md §1.2): a longer cart is refused here, not there.
+CART_DATA_MAX = 4000
+
 Amount = Annotated[StrictInt, Field(gt=0, le=999_999_999_999)]
 Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
 
@@ -118,6 +121,8 @@ class PaymentCreate(_Body):
             total = sum(i.goods_amt for i in self.cart.item)
             if total != self.amount:
                 raise ValueError(f"cart items total {total}, but amount is {self.amount}")
+        if self.cart and len(self.cart.to_cart_data()) > CART_DATA_MAX:
+            raise ValueError(f"cart is longer than NICEPAY's cartData ({CART_DATA_MAX} characters)")
         return self
 
     def fingerprint(self) -> str:

@@ -22,6 +22,7 @@ from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
 from app.nicepay.codes import CURRENCY, PAY_METHOD_CVS
 from app.nicepay.schemas import RegistrationRequest, RegistrationResponse
 from app.nicepay.wib import from_wib_fields, now_utc, to_wib_fields
+from app.payments.billing import billing_address
 from app.payments.resource import resource_of
 from app.payments.schemas import PaymentCreate, PaymentRead
 from app.payments.store import PaymentStore, Row, StoreUnavailable
@@ -176,10 +177,7 @@ class PaymentService:
             billingPhone=customer.phone,
             billingEmail=customer.email,
             billingAddr=customer.address,
-            billingCity=customer.city,
-            billingState=customer.state,
-            billingPostCd=customer.postal_code,
-            billingCountry=customer.country,
+            **billing_address(customer, settings),
             deliveryNm=delivery.name if delivery else None,
             deliveryPhone=delivery.phone if delivery else None,
             deliveryEmail=delivery.email if delivery else None,

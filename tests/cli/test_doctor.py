@@ -57,6 +57,9 @@ async def test_doctor_all_good_and_no_secret(process_db: str) -> None:
     assert checks["clock"] == "ok"  # the simulator's Date header agrees with this host
     assert checks["client IP"] == "warn"  # no service to ask
     assert "WIB" in run.stdout
+    # The shipped buyer address is still in use: said, not failed, outside production.
+    assert checks["billing defaults"] == "ok"
+    assert "BILLING_DEFAULT_CITY, BILLING_DEFAULT_STATE" in run.stdout
 
 
 async def test_doctor_fails_on_a_merchant_key_nicepay_refuses(process_db: str) -> None:

@@ -48,7 +48,14 @@ TABLE: list[tuple[Push, dict[str, Any] | None, Inquiry | None, bool, Verdict, st
     (DEPOSIT, None, None, True, QUAR, "unknown tXid", "payment"),
     (DEPOSIT, payment("pending", reference_no="ORD-2"), None, True, QUAR, "different", "payment"),
     (DEPOSIT, payment("pending", amount=5000), None, True, QUAR, "!= registered", "amount"),
-    (deposit(pay_method="02"), payment("pending"), None, True, QUAR, "payMethod", "pay_method"),
+    # another payMethod, or no status (the older V1 shape), with our token and tXid: the
+    # inquiry decides, whatever the setting
+    (deposit(pay_method="02"), payment("pending"), None, False, ASK, "", None),
+    (deposit(pay_method="02"), payment("pending"), PAID, False, APPLY, "", None),
+    (deposit(pay_method="02"), payment("pending"), UNPAID, False, QUAR, "not paid", "inquiry"),
+    (deposit(status_given=False), payment("pending"), None, False, ASK, "", None),
+    (deposit(status_given=False), payment("pending"), PAID, False, APPLY, "", None),
+    (deposit(status_given=False), payment("paid"), None, False, DUP, "already paid", None),
     (deposit(currency="USD"), payment("pending"), None, True, QUAR, "IDR", "currency"),
     (deposit(match_cl="2"), payment("pending"), None, True, QUAR, "matchCl", "match_cl"),
     (DEPOSIT, payment("cancelled"), None, True, QUAR, "is cancelled", None),
@@ -99,6 +106,8 @@ def test_every_check_that_ran_is_in_the_verdicts() -> None:
     assert decide(deposit(currency="USD", match_cl="2"), payment("pending")).checks == {
         "payment": "pass",
         "amount": "pass",
-        "pay_method": "pass",
         "currency": "fail",
     }
+    assert (
+        decide(deposit(pay_method="02"), payment("pending"), PAID).checks["pay_method"] == "other"
+    )

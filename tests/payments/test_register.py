@@ -124,6 +124,15 @@ async def test_no_configured_keys_refuses_everyone(stack_factory: StackFactory) 
         ({"customer": {"name": "Budi", "phone": "08-12", "email": "b@x.id"}}, "customer"),
         ({"customer": {"name": "Budi", "phone": "0812345678"}}, "customer"),
         ({"cart": {"item": [{"goods_name": "Kopi", "goods_amt": 1}]}}, "cart"),
+        # NICEPAY's cartData holds 4000 characters (REFERENCE.md §1.2): refused here, not there.
+        (
+            {
+                "cart": {
+                    "item": [{"goods_name": "Kopi", "goods_amt": 10000, "goods_detail": "d" * 4000}]
+                }
+            },
+            "cart",
+        ),
         ({"customer_ip": "not-an-ip"}, "customer_ip"),
         ({"unexpected": 1}, "unexpected"),
     ],
@@ -180,6 +189,10 @@ async def test_duplicate_reference_at_nicepay_is_502(stack: Stack) -> None:
             "billingNm": "x",
             "billingPhone": "0812345",
             "billingEmail": "x@x.id",
+            "billingCity": "Jakarta",
+            "billingState": "DKI Jakarta",
+            "billingPostCd": "10110",
+            "billingCountry": "Indonesia",
             "dbProcessUrl": "http://x",
             "userIP": "127.0.0.1",
             "mitraCd": "ALMA",

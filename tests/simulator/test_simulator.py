@@ -79,6 +79,10 @@ def registration(**overrides: str | None) -> dict[str, str]:
         "billingNm": "Budi",
         "billingPhone": "081234567890",
         "billingEmail": "budi@example.com",
+        "billingCity": "Jakarta",
+        "billingState": "DKI Jakarta",
+        "billingPostCd": "10110",
+        "billingCountry": "Indonesia",
         "callBackUrl": "http://merchant.test/return",
         "dbProcessUrl": NOTIFY_URL,
         "description": "order",
@@ -181,6 +185,23 @@ async def test_registration_keeps_given_expiry(client: httpx.AsyncClient) -> Non
         ({"billingEmail": ""}, "9018"),
         ({"dbProcessUrl": None}, "9020"),
         ({"userIP": ""}, "9024"),
+        ({"userIP": None}, "9024"),
+        ({"currency": None}, "9013"),
+        ({"currency": "USD"}, "9013"),
+        ({"callBackUrl": None}, "9019"),
+        ({"callBackUrl": ""}, "9019"),
+        ({"billingCity": None}, "9025"),
+        ({"billingCity": ""}, "9025"),
+        ({"billingState": None}, "9026"),
+        ({"billingPostCd": None}, "9027"),
+        ({"billingPostCd": "10110-A"}, "9027"),
+        ({"billingCountry": ""}, "9028"),
+        ({"billingCountry": None, "userIP": None}, "9024"),  # userIP is checked first
+        ({"amt": "0"}, "9509"),
+        ({"billingNm": "B" * 31}, "9001"),
+        ({"billingCity": "J" * 51}, "9001"),
+        ({"billingCountry": "Republik Indonesia"}, "9001"),
+        ({"description": "d" * 101}, "9001"),
         ({"payMethod": "02"}, "9012"),
         ({"referenceNo": "R" * 41}, "9507"),
         ({"cartData": "{not json"}, "9022"),
@@ -269,8 +290,9 @@ async def test_inquiry_unpaid_then_paid_with_push(
         "payValidDt": reg["payValidDt"],
         "payValidTm": reg["payValidTm"],
         "amt": "15000",
-        "transDt": reg["transDt"],
-        "transTm": reg["transTm"],
+        # The deposit's date and time, as in NICEPAY's pages; the registration's are in reg.
+        "transDt": after["depositDt"],
+        "transTm": after["depositTm"],
         "depositDt": after["depositDt"],
         "depositTm": after["depositTm"],
         "currency": "IDR",
@@ -280,9 +302,9 @@ async def test_inquiry_unpaid_then_paid_with_push(
         "status": "0",
         "instmntType": "1",
         "instmntMon": "1",
-        "iMid": IMID,
     }
     assert {k: v for k, v in form.items() if k != "merchantToken"} == expected
+    assert "iMid" not in form  # no official sample carries it (REFERENCE.md §9)
 
 
 async def test_pay_over_http_with_wrong_amount(
@@ -361,7 +383,9 @@ async def test_cancel_unpaid_then_again(client: httpx.AsyncClient) -> None:
     answer = await cancel(client, reg)
     assert answer["resultCd"] == "0000"
     assert answer["tXid"] == reg["tXid"] and answer["referenceNo"] == reg["referenceNo"]
-    assert answer["amt"] == reg["amount"] and len(answer["canceltXid"]) == 30
+    # `amount`, as NICEPAY's V1 PDF names it (REFERENCE.md §9), not the inquiry's `amt`.
+    assert answer["amount"] == reg["amount"] and "amt" not in answer
+    assert len(answer["canceltXid"]) == 30
     assert answer["transDt"] and answer["transTm"]
 
     status = await inquire(client, reg)
@@ -388,6 +412,16 @@ async def test_cancel_paid_expired_and_errors(
     }
     assert (await call(client, "onePassAllCancel.do", wrong_token))["resultCd"] == "9010"
     assert (await cancel(client, {**other, "tXid": "X" * 30}))["resultCd"] == "9528"
+    no_type = {
+        "iMid": IMID,
+        "tXid": other["tXid"],
+        "payMethod": "03",
+        "amt": other["amount"],
+        "merchantToken": txid_token(IMID, other["tXid"], other["amount"], KEY),
+    }
+    assert (await call(client, "onePassAllCancel.do", no_type))["resultCd"] == "9301"
+    bad_type = {**no_type, "cancelType": "9"}
+    assert (await call(client, "onePassAllCancel.do", bad_type))["resultCd"] == "9301"
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -500,3 +534,62 @@ async def test_unknown_txid(client: httpx.AsyncClient, sim: SimulatorState) -> N
     assert (await client.get("/sim/transactions/NOPE")).status_code == 404
     with pytest.raises(KeyError):
         await sim.pay("NOPE")
+
+
+async def test_registration_keeps_the_form_it_was_sent(
+    client: httpx.AsyncClient, sim: SimulatorState
+) -> None:
+    form = registration(billingCity="Bandung", billingPostCd="40111")
+    answer = await call(client, "onePass.do", form)
+    request = sim.transactions[answer["tXid"]].request
+    assert request == {k: v for k, v in form.items() if k != "merchantToken"}
+    view = (await client.get(f"/sim/transactions/{answer['tXid']}")).json()
+    assert view["request"]["billingCity"] == "Bandung"
+    assert "merchantToken" not in view["request"]
+
+
+class QueryRecorder(Recorder):
+    """Records the query string and the body apart: where the fields came is the point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[tuple[dict[str, str], bytes]] = []
+        self.app.router.routes.clear()
+        self.app.add_api_route("/nicepay/notify", self._raw, methods=["POST"])
+
+    async def _raw(self, request: Request) -> PlainTextResponse:
+        self.raw.append((dict(request.query_params), await request.body()))
+        return PlainTextResponse("OK")
+
+
+@pytest.mark.parametrize("carrier", ["body", "query"])
+async def test_short_push_carries_the_four_fields_only(carrier: str) -> None:
+    recorder = QueryRecorder()
+    sim_app = create_simulator(push_transport=httpx.ASGITransport(app=recorder.app))
+    transport = httpx.ASGITransport(app=sim_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://nicepay") as http:
+        reg = await register(http, amt="12000")
+        response = await http.post(
+            f"/sim/transactions/{reg['tXid']}/pay", params={"shape": "short", "carrier": carrier}
+        )
+        assert response.json() == {"pushes": [{"status_code": 200, "body": "OK"}]}
+        assert (await inquire(http, reg))["status"] == "0"  # paid all the same
+
+    [(query, body)] = recorder.raw
+    fields = query if carrier == "query" else dict(parse_qsl(body.decode()))
+    assert fields == {
+        "tXid": reg["tXid"],
+        "referenceNo": reg["referenceNo"],
+        "amt": "12000",
+        "merchantToken": txid_token(IMID, reg["tXid"], "12000", KEY),
+    }
+    if carrier == "query":
+        assert body == b""
+    else:
+        assert query == {}
+
+
+async def test_push_shape_values_are_checked(client: httpx.AsyncClient) -> None:
+    reg = await register(client)
+    response = await client.post(f"/sim/transactions/{reg['tXid']}/pay", params={"shape": "v0"})
+    assert response.status_code == 422
