@@ -1,9 +1,12 @@
 """One error type for everything the API answers with a non-2xx, and its handler."""
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -75,6 +78,24 @@ def install_error_handler(app: FastAPI) -> None:
             request, DatabaseUnavailable("database unavailable; nothing was changed, retry")
         )
 
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own shape; but a body may carry NaN or 1e400 (Python's json reads both),
+        # which the error would echo and no JSON response can hold.
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, 422)
+
     app.add_exception_handler(AppError, handle)
+    app.add_exception_handler(RequestValidationError, invalid)
     for error in (SQLAlchemyError, OSError, TimeoutError):
         app.add_exception_handler(error, database_down)
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by its name as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
