@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=300, ge=0)
     reconcile_batch_size: int = 100
 
+    # The HTTP server's guards (app/server.py): a client must send a request's headers within
+    # the first deadline and its body within the second; connections beyond the bound are
+    # closed at once.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_max_connections: int = Field(default=1000, gt=0)
+    # The longest query string any route accepts (a NICEPAY push may carry its fields there).
+    http_max_query_bytes: int = Field(default=4096, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 

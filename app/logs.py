@@ -46,6 +46,35 @@ class _Masked(logging.Formatter):
         return line
 
 
+# Every C0/C1 control character and Unicode line break, as a visible escape: what a client
+# sends (a path, a header) must never start a line of its own in a text log.
+_CONTROLS = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record: control characters in the message escaped; a traceback follows
+    indented, so a line that starts at column 0 is always the start of a real record."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(
+            "    " + escape_controls(line) for line in super().formatException(ei).splitlines()
+        )
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join("    " + escape_controls(line) for line in stack_info.splitlines())
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -68,7 +97,7 @@ def configure_logging(settings: Settings) -> None:
     formatter = (
         JsonFormatter()
         if use_json
-        else logging.Formatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
     )
     handler.setFormatter(_Masked(formatter, secrets_of(settings)))
     handler.addFilter(_Context())
