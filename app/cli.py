@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.config import Settings
 
@@ -250,6 +250,7 @@ Check = tuple[str, str, str]  # (ok | warn | fail, what, detail)
 def _settings_checks(settings: Settings) -> list[Check]:
     """What the settings say, without any secret value (only whether each is set)."""
     from app.config import SANDBOX_MERCHANT_KEY
+    from app.logs import redact_url
 
     dev = settings.app_env != "production"
     key = settings.nicepay_merchant_key.get_secret_value()
@@ -269,7 +270,9 @@ def _settings_checks(settings: Settings) -> list[Check]:
     elif not secret or not all(s.startswith("whsec_") for s in secret.split()):
         checks.append(("fail", "webhooks", "MERCHANT_WEBHOOK_SECRET missing or not whsec_..."))
     else:
-        checks.append(("ok", "webhooks", f"to {settings.merchant_webhook_url}, secret set"))
+        checks.append(
+            ("ok", "webhooks", f"to {redact_url(settings.merchant_webhook_url)}, secret set")
+        )
     if any(network.prefixlen == 0 for network in settings.trusted_proxies):
         checks.append(("fail", "trusted proxies", "a /0 is trusted: any client picks its own IP"))
     else:
@@ -282,9 +285,9 @@ def _settings_checks(settings: Settings) -> list[Check]:
     checks.append(("warn" if local and not dev else "ok", "NICEPAY allowed IPs", allowed))
     if _is_local(settings.public_base_url) and not _is_local(settings.nicepay_base_url):
         why = ": NICEPAY cannot push to a local address (set PUBLIC_BASE_URL)"
-        checks.append(("warn", "dbProcessUrl", settings.db_process_url + why))
+        checks.append(("warn", "dbProcessUrl", redact_url(settings.db_process_url) + why))
     else:
-        checks.append(("ok", "dbProcessUrl", settings.db_process_url))
+        checks.append(("ok", "dbProcessUrl", redact_url(settings.db_process_url)))
     if settings.reconcile_interval_seconds:
         checks.append(("ok", "reconciler", f"every {settings.reconcile_interval_seconds:g} s"))
     else:
@@ -311,17 +314,19 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
         return [
             await _database_check(runtime),
             *await _nicepay_checks(runtime, http),
-            await _client_ip_check(http, args.service_url or settings.public_base_url),
+            await _client_ip_check(
+                http, args.service_url or settings.public_base_url, settings.storefront_api_keys
+            ),
         ]
 
 
 async def _database_check(runtime: "Runtime") -> Check:
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.health import current_revision, head_revision
+    from app.logs import redact_url
 
-    where = make_url(runtime.settings.database_url).render_as_string(hide_password=True)
+    where = redact_url(runtime.settings.database_url)
     if await asyncio.to_thread(_sqlite_file_missing, runtime.settings.database_url):
         return "fail", "database", f"{where}: no such file: run `python -m app migrate`"
     try:
@@ -341,10 +346,11 @@ async def _nicepay_checks(runtime: "Runtime", http: "httpx.AsyncClient") -> list
     import time
     from email.utils import parsedate_to_datetime
 
+    from app.logs import redact_url
     from app.nicepay.client import NicepayError, NicepayUnavailable
     from app.nicepay.wib import WIB, now_utc
 
-    base = runtime.settings.nicepay_base_url
+    base = redact_url(runtime.settings.nicepay_base_url)
     started = time.perf_counter()
     try:
         await runtime.nicepay.inquire("DOCTOR0000000000000000000000", "doctor-check", 1)
@@ -366,7 +372,7 @@ async def _nicepay_checks(runtime: "Runtime", http: "httpx.AsyncClient") -> list
     status = "ok"
     try:
         # NICEPAY's own clock, from its Date header, is what payValidDt is judged against.
-        answer = await http.get(base)
+        answer = await http.get(runtime.settings.nicepay_base_url)
         theirs = parsedate_to_datetime(answer.headers["date"])
         skew = (now - theirs).total_seconds()
         status = "ok" if abs(skew) < 30 else "warn" if abs(skew) < 300 else "fail"
@@ -376,18 +382,25 @@ async def _nicepay_checks(runtime: "Runtime", http: "httpx.AsyncClient") -> list
     return [nicepay, (status, "clock", clock)]
 
 
-async def _client_ip_check(http: "httpx.AsyncClient", service_url: str) -> Check:
-    """Ask the running service which IP it resolves for this host (GET /whoami)."""
+async def _client_ip_check(
+    http: "httpx.AsyncClient", service_url: str, keys: list["SecretStr"]
+) -> Check:
+    """Ask the running service which IP it resolves for this host (GET /whoami; production
+    answers it only with a storefront key)."""
     import httpx
 
+    from app.logs import redact_url
+
     url = service_url.rstrip("/") + "/whoami"
+    headers = {"Authorization": f"Bearer {keys[0].get_secret_value()}"} if keys else {}
     try:
-        answer = (await http.get(url)).raise_for_status().json()
+        answer = (await http.get(url, headers=headers)).raise_for_status().json()
     except (httpx.HTTPError, ValueError) as exc:
         return (
             "warn",
             "client IP",
-            f"{url} not reachable ({type(exc).__name__}); start the service or pass --service-url",
+            f"{redact_url(url)} not reachable ({type(exc).__name__}); start the service or pass "
+            "--service-url",
         )
     proxy = "through a trusted proxy" if answer["peer_is_trusted_proxy"] else "direct"
     verdict = "allowed" if answer["nicepay_allowed"] else "refused"

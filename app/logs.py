@@ -10,6 +10,7 @@ import sys
 import time
 from random import getrandbits
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -20,6 +21,7 @@ from app.config import Settings
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("app.http")
 
+MIN_MASKED = 8  # shorter values are not masked: they would garble every line they appear in
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -36,7 +38,7 @@ class _Masked(logging.Formatter):
         super().__init__()
         self._inner = inner
         # Also as they look inside a JSON string, where quotes and backslashes are escaped.
-        forms = {form for s in secrets if len(s) >= 8 for form in (s, json.dumps(s)[1:-1])}
+        forms = {form for s in secrets if len(s) >= MIN_MASKED for form in (s, json.dumps(s)[1:-1])}
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -113,14 +115,48 @@ def configure_logging(settings: Settings) -> None:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every configured secret value: merchant keys, storefront keys, webhook secrets, DB password."""
+    """Every configured secret value: merchant keys, storefront keys, webhook secrets, DB password,
+    and whatever a URL setting carries in its user:password@ or its query string."""
     secrets = settings.merchant_keys + [k.get_secret_value() for k in settings.storefront_api_keys]
     secrets += settings.merchant_webhook_secret.get_secret_value().split()
     with contextlib.suppress(ArgumentError, ValueError):
         password = make_url(settings.database_url).password
         if password:
             secrets.append(str(password))
+    for url in (settings.merchant_webhook_url, settings.nicepay_base_url, settings.public_base_url):
+        secrets += url_secrets(url)
     return [s for s in secrets if s]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password and every query value inside a URL (a webhook URL may carry a token), as
+    written and decoded; short ones are left out (masking "1" everywhere would garble lines,
+    and redact_url hides them where the URL itself is printed)."""
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        found = [parts.password or "", unquote(parts.password or "")]
+        found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+        found += [part.split("=", 1)[1] for part in parts.query.split("&") if "=" in part]
+        return [value for value in found if len(value) >= MIN_MASKED]
+    return []
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to print: its password and its query values replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username is not None:
+        netloc = f"{parts.username}{':***' if parts.password is not None else ''}@{netloc}"
+    query = "&".join(f"{part.split('=', 1)[0]}=***" for part in parts.query.split("&") if part)
+    head = f"{parts.scheme}://{netloc}" if parts.scheme or netloc else ""
+    return head + parts.path + (f"?{query}" if query else "")
 
 
 class RequestContext:
