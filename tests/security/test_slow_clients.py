@@ -198,3 +198,12 @@ async def test_connections_over_the_bound_are_closed_at_once(tmp_path: Path) -> 
             assert await healthz(process) == 200  # the idle ones went at their deadline
             await stop(process)
         assert "over HTTP_MAX_CONNECTIONS" in process.log()
+
+
+async def test_headers_over_the_cap_are_431(service: Process) -> None:
+    huge = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"h" * 1000) for n in range(40))
+    request = b"GET /healthz HTTP/1.1\r\nHost: service\r\n" + huge + b"\r\n"
+    with closing([await connect(service, request)]) as streams:
+        answer = await closed_by_server(streams[0])
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    assert await healthz(service) == 200
