@@ -178,7 +178,7 @@ class RequestContext:
         )
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500
+        status = 0  # until a response starts
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -189,13 +189,15 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+            # Returned without answering: the client went away first (nginx's 499).
+            status = status or 499
         finally:
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "%s %s %s %.1fms",
                     scope["method"],
                     scope["path"],
-                    status,
+                    status or 500,  # an exception: the error middleware answers 500
                     (time.perf_counter() - started) * 1000,
                 )
             request_id.reset(token)
