@@ -6,7 +6,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.nicepay.codes import Store
@@ -25,6 +25,13 @@ SHIPPED_BILLING = {
     "country": "Indonesia",
 }
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "example", "dev-storefront-key")
+# Production minimums. A key this long is not guessed, and is long enough for the log filter
+# to mask (app/logs.py); NICEPAY's merchant keys are 88 characters.
+MIN_KEY_LENGTH = 32
+# The widest network production accepts in each list, by IP version (prefix length). NICEPAY
+# publishes /24s; a proxy tier may be a whole private /8 (or a CDN's IPv6 /29), never more.
+WIDEST_ALLOWED = {4: 16, 6: 32}
+WIDEST_PROXIES = {4: 8, 6: 16}
 
 Network = IPv4Network | IPv6Network
 NetworkList = Annotated[list[Network], NoDecode]
@@ -100,15 +107,24 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=300, ge=0)
     reconcile_batch_size: int = 100
 
+    # The HTTP server's guards (app/server.py): a client must send a request's headers within
+    # the first deadline and its body within the second; connections beyond the bound are
+    # closed at once.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_max_connections: int = Field(default=1000, gt=0)
+    # The longest query string any route accepts (a NICEPAY push may carry its fields there).
+    http_max_query_bytes: int = Field(default=4096, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("nicepay_allowed_ips", "trusted_proxies", mode="before")
     @classmethod
-    def _networks(cls, value: object) -> object:
+    def _networks(cls, value: object, info: ValidationInfo) -> object:
         value = _split(value)
         if isinstance(value, list):
-            return [ip_network(str(v), strict=False) for v in value]
+            return [_network(v, str(info.field_name).upper()) for v in value]
         return value
 
     @field_validator("storefront_api_keys", "cvs_enabled_stores", mode="before")
@@ -139,6 +155,24 @@ class Settings(BaseSettings):
             problems.append("MERCHANT_WEBHOOK_SECRET is empty or a placeholder")
         if "dev.nicepay.co.id" in self.nicepay_base_url:
             problems.append("NICEPAY_BASE_URL points at NICEPAY's development host")
+        if key and len(key) < MIN_KEY_LENGTH:
+            problems.append(f"NICEPAY_MERCHANT_KEY is shorter than {MIN_KEY_LENGTH} characters")
+        previous = self.nicepay_previous_merchant_key.get_secret_value()
+        if previous and len(previous) < MIN_KEY_LENGTH:
+            problems.append(
+                f"NICEPAY_PREVIOUS_MERCHANT_KEY is shorter than {MIN_KEY_LENGTH} characters"
+            )
+        if any(len(k.get_secret_value()) < MIN_KEY_LENGTH for k in self.storefront_api_keys):
+            problems.append(
+                f"STOREFRONT_API_KEYS holds a key shorter than {MIN_KEY_LENGTH} characters"
+            )
+        problems += _too_wide("NICEPAY_ALLOWED_IPS", self.nicepay_allowed_ips, WIDEST_ALLOWED)
+        problems += _too_wide("TRUSTED_PROXIES", self.trusted_proxies, WIDEST_PROXIES)
+        if not self.public_base_url.lower().startswith("https://"):
+            problems.append(
+                "PUBLIC_BASE_URL is not https://: NICEPAY's pushes and the console's cookies "
+                "would cross the network in clear"
+            )
         if problems:
             raise ValueError("APP_ENV=production refuses to start: " + "; ".join(problems))
         return self
@@ -179,6 +213,23 @@ class Settings(BaseSettings):
             "postal_code": self.billing_default_postal_code,
             "country": self.billing_default_country,
         }
+
+
+def _network(value: object, setting: str) -> Network:
+    """A CIDR as written; host bits set (`103.20.51.34/8`) are a mistake, not 103.0.0.0/8."""
+    try:
+        return ip_network(str(value).strip())
+    except ValueError as exc:
+        raise ValueError(f"{setting}: {value!s} is not a network ({exc})") from None
+
+
+def _too_wide(setting: str, networks: list[Network], widest: dict[int, int]) -> list[str]:
+    return [
+        f"{setting} holds {network}, wider than /{widest[network.version]}: "
+        "it opens the door to too many addresses"
+        for network in networks
+        if network.prefixlen < widest[network.version]
+    ]
 
 
 def _is_placeholder(value: str) -> bool:

@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import AppError, BodyTooLarge, Unauthorized
@@ -60,7 +60,9 @@ def storefront_key_problem(settings: Settings, authorization: str | None) -> str
 
 class StorefrontGate:
     """Pure ASGI, before FastAPI reads a body: the storefront API answers 401 without a key
-    and 413 for a declared body over the cap, so nobody unauthenticated makes it parse JSON."""
+    and 413 for a body over the cap, so nobody unauthenticated makes it parse JSON. The cap
+    counts the bytes actually received (a chunked body declares no length): the gate reads
+    the body itself, up to the cap, and hands it on whole."""
 
     PREFIX = "/api/v1/cvs/"
     MAX_BODY_BYTES = 64 * 1024
@@ -81,6 +83,48 @@ class StorefrontGate:
         elif is_numeric(declared) and int(declared) > self.MAX_BODY_BYTES:
             error = BodyTooLarge(f"body over {self.MAX_BODY_BYTES} bytes")
         else:
-            await self.app(scope, receive, send)
-            return
+            body = await _read_body(receive, self.MAX_BODY_BYTES)
+            if isinstance(body, _Disconnected):
+                return  # nobody to answer
+            if body is None:
+                error = BodyTooLarge(f"body over {self.MAX_BODY_BYTES} bytes")
+            else:
+                await self.app(scope, _replay(body, receive), send)
+                return
         await error.response()(scope, receive, send)
+
+
+class _Disconnected:
+    """The client went away before its body was whole."""
+
+
+_DISCONNECTED = _Disconnected()
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | _Disconnected | None:
+    """The whole body; None once more than `limit` bytes arrived; _DISCONNECTED if the client
+    went away first."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _DISCONNECTED
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives `body` once, then whatever the client does next (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -7,6 +7,7 @@ Each kind of error is a subclass of AppError that names its status code and its 
 """
 
 import logging
+import math
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -153,7 +154,9 @@ def install_error_handler(app: FastAPI, database_errors: tuple[type[Exception], 
                 return await handle(
                     request, InvalidJson(f"body is not valid JSON: {why} at position {where}")
                 )
-        body = {"error": "validation_error", "detail": jsonable_encoder(errors)}
+        # A body may carry NaN or 1e400 (Python's json reads both), which the error would
+        # echo and no JSON response can hold.
+        body = {"error": "validation_error", "detail": _json_safe(jsonable_encoder(errors))}
         return JSONResponse(body, status_code=422)
 
     app.add_exception_handler(HTTPException, http_error)
@@ -168,3 +171,14 @@ def _code(status: int) -> str:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
         return "error"
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by its name as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

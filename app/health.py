@@ -1,5 +1,6 @@
 """Probes and metrics: /healthz (alive), /readyz (database answers, migrations at head),
-/metrics, and /whoami (the client IP the service sees, for checking a proxy chain)."""
+/metrics, and /whoami (the client IP the service sees, for checking a proxy chain; in
+production only with a storefront key)."""
 
 import asyncio
 from pathlib import Path
@@ -15,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.client_ip import in_networks, parse_ip, resolve_client_ip
-from app.deps import SettingsDep
+from app.deps import SettingsDep, storefront_key_problem
+from app.errors import Unauthorized
 
 router = APIRouter(tags=["operator"])
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,8 +74,14 @@ async def whoami(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """The client IP the service resolves for this request, through TRUSTED_PROXIES.
 
     For operators checking a proxy chain (`python -m app doctor` calls it): the same
-    resolution the dbProcessUrl applies to NICEPAY's pushes.
+    resolution the dbProcessUrl applies to NICEPAY's pushes. In production it tells only a
+    holder of a storefront key (doctor sends one): to anyone else it would say whether a
+    forged X-Forwarded-For gets past the allowlist.
     """
+    if settings.app_env == "production":
+        problem = storefront_key_problem(settings, request.headers.get("authorization"))
+        if problem:
+            raise Unauthorized(problem)
     peer = request.client.host if request.client else None
     forwarded = request.headers.getlist("x-forwarded-for")
     client = resolve_client_ip(peer, forwarded, settings.trusted_proxies)

@@ -11,6 +11,7 @@ import sys
 import time
 from random import getrandbits
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -21,6 +22,7 @@ from app.config import Settings
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 log = logging.getLogger("app.http")
 
+MIN_MASKED = 8  # shorter values are not masked: they would garble every line they appear in
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -37,7 +39,7 @@ class _Masked(logging.Formatter):
         super().__init__()
         self._inner = inner
         # Also as they look inside a JSON string, where quotes and backslashes are escaped.
-        forms = {form for s in secrets if len(s) >= 8 for form in (s, json.dumps(s)[1:-1])}
+        forms = {form for s in secrets if len(s) >= MIN_MASKED for form in (s, json.dumps(s)[1:-1])}
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -45,6 +47,35 @@ class _Masked(logging.Formatter):
         for secret in self._secrets:
             line = line.replace(secret, "***")
         return line
+
+
+# Every C0/C1 control character and Unicode line break, as a visible escape: what a client
+# sends (a path, a header) must never start a line of its own in a text log.
+_CONTROLS = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record: control characters in the message escaped; a traceback follows
+    indented, so a line that starts at column 0 is always the start of a real record."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(
+            "    " + escape_controls(line) for line in super().formatException(ei).splitlines()
+        )
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join("    " + escape_controls(line) for line in stack_info.splitlines())
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,7 +100,7 @@ def configure_logging(settings: Settings) -> None:
     formatter = (
         JsonFormatter()
         if use_json
-        else logging.Formatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
     )
     handler.setFormatter(_Masked(formatter, secrets_of(settings)))
     handler.addFilter(_Context())
@@ -85,14 +116,48 @@ def configure_logging(settings: Settings) -> None:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """Every configured secret value: merchant keys, storefront keys, webhook secrets, DB password."""
+    """Every configured secret value: merchant keys, storefront keys, webhook secrets, DB password,
+    and whatever a URL setting carries in its user:password@ or its query string."""
     secrets = settings.merchant_keys + [k.get_secret_value() for k in settings.storefront_api_keys]
     secrets += settings.merchant_webhook_secret.get_secret_value().split()
     with contextlib.suppress(ArgumentError, ValueError):
         password = make_url(settings.database_url).password
         if password:
             secrets.append(str(password))
+    for url in (settings.merchant_webhook_url, settings.nicepay_base_url, settings.public_base_url):
+        secrets += url_secrets(url)
     return [s for s in secrets if s]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password and every query value inside a URL (a webhook URL may carry a token), as
+    written and decoded; short ones are left out (masking "1" everywhere would garble lines,
+    and redact_url hides them where the URL itself is printed)."""
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        found = [parts.password or "", unquote(parts.password or "")]
+        found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+        found += [part.split("=", 1)[1] for part in parts.query.split("&") if "=" in part]
+        return [value for value in found if len(value) >= MIN_MASKED]
+    return []
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to print: its password and its query values replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username is not None:
+        netloc = f"{parts.username}{':***' if parts.password is not None else ''}@{netloc}"
+    query = "&".join(f"{part.split('=', 1)[0]}=***" for part in parts.query.split("&") if part)
+    head = f"{parts.scheme}://{netloc}" if parts.scheme or netloc else ""
+    return head + parts.path + (f"?{query}" if query else "")
 
 
 class RequestContext:
@@ -121,8 +186,7 @@ class RequestContext:
         )
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500
-
+        status = 0  # until a response starts
         started_response = False
 
         async def send_with_id(message: Message) -> None:
@@ -135,6 +199,8 @@ class RequestContext:
         try:
             async with asyncio.timeout(self.deadline_seconds):
                 await self.app(scope, receive, send_with_id)
+            # Returned without answering: the client went away first (nginx's 499).
+            status = status or 499
         except TimeoutError:
             log.error("request deadline (%.0f s) passed: answered 503", self.deadline_seconds)
             if not started_response:
@@ -153,7 +219,7 @@ class RequestContext:
                     "%s %s %s %.1fms",
                     scope["method"],
                     scope["path"],
-                    status,
+                    status or 500,  # an exception: the error middleware answers 500
                     (time.perf_counter() - started) * 1000,
                 )
             request_id.reset(token)

@@ -21,6 +21,7 @@ from app.deps import StorefrontGate
 from app.errors import install_error_handler
 from app.health import head_revision
 from app.health import router as health_router
+from app.limits import RequestLimits
 from app.logs import RequestContext, configure_logging
 from app.nicepay.client import NicepayClient
 from app.notifications import router as notifications
@@ -175,5 +176,6 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(health_router)
     app.add_middleware(StorefrontGate)
+    app.add_middleware(RequestLimits)
     app.add_middleware(RequestContext, deadline_seconds=settings.request_deadline_seconds)
     return app

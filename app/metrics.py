@@ -27,6 +27,12 @@ WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries_total", "Outbound webhook attempts, by result", ["result"]
 )
 
+CONNECTIONS_REFUSED = Counter(
+    "http_connections_closed_total",
+    "Connections the server closed on its own: deadline, too_many_connections, headers_too_large",
+    ["reason"],
+)
+
 
 def observe_nicepay_call(endpoint: str, seconds: float, result_cd: str) -> None:
     NICEPAY_CALLS.labels(endpoint, result_cd).inc()

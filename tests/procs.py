@@ -3,7 +3,8 @@ the NICEPAY simulator (`python -m simulator`), each on a free loopback port.
 
 Every process writes its stdout and stderr to a log file; the files are listed in
 `LOG_FILES` and every ledger a real-process test used is dumped to `LEDGER_DUMPS` when its
-database goes away, so the suite can grep all of them for secrets at the end
+database goes away, with the whole database (the SQLite file itself, or pg_dump's output) in
+`DATABASE_DUMPS`, so the suite can grep all of them for secrets at the end
 (tests/security/test_after_suite.py). Tokens the tests build themselves go in `RAW_TOKENS`.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import FromClause, select
+from sqlalchemy import FromClause, make_url, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import SANDBOX_IMID, SANDBOX_MERCHANT_KEY, Settings
@@ -53,6 +54,7 @@ def _remove_artifacts() -> None:
 
 LOG_FILES: list[Path] = []
 LEDGER_DUMPS: list[Path] = []
+DATABASE_DUMPS: list[Path] = []
 RAW_TOKENS: set[str] = set()
 _names = itertools.count(1)
 
@@ -230,6 +232,7 @@ async def fresh_database(kind: str, directory: Path) -> AsyncIterator[str]:
             yield url
         finally:
             await dump_ledger(url)
+            await dump_database(url)
         return
     async with postgres_database() as url:
         await asyncio.to_thread(migrate, url)
@@ -237,6 +240,7 @@ async def fresh_database(kind: str, directory: Path) -> AsyncIterator[str]:
             yield url
         finally:
             await dump_ledger(url)
+            await dump_database(url)
 
 
 async def table_rows(database_url: str, table: FromClause) -> list[dict[str, Any]]:
@@ -257,6 +261,38 @@ async def ledger_rows(database_url: str) -> list[dict[str, Any]]:
 
 async def event_rows(database_url: str) -> list[dict[str, Any]]:
     return await table_rows(database_url, PaymentEvent.__table__)
+
+
+async def dump_database(database_url: str) -> None:
+    """Everything the database holds, as bytes a grep can read: the SQLite file (with its
+    write-ahead log, free pages and all), or `pg_dump` of the PostgreSQL database."""
+    url = make_url(database_url)
+    path = ARTIFACTS / f"{next(_names):03d}-database"
+    if url.get_backend_name() == "sqlite":
+        DATABASE_DUMPS.extend(await asyncio.to_thread(_copy_sqlite, str(url.database), path))
+        return
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:  # no client tools here: the ledger dump is what there is
+        return
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dump = path.with_suffix(".sql")
+    with dump.open("wb") as out:
+        child = await asyncio.create_subprocess_exec(
+            pg_dump, "--no-owner", libpq, stdout=out, stderr=subprocess.DEVNULL
+        )
+        await child.wait()
+    assert child.returncode == 0, f"pg_dump of {url.database} failed"
+    DATABASE_DUMPS.append(dump)
+
+
+def _copy_sqlite(database: str, path: Path) -> list[Path]:
+    copies = []
+    for suffix in ("", "-wal"):
+        source = Path(database + suffix)
+        if source.exists():
+            copies.append(path.with_name(path.name + suffix + ".sqlite"))
+            shutil.copyfile(source, copies[-1])
+    return copies
 
 
 async def dump_ledger(database_url: str) -> None:

@@ -4,6 +4,8 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from app.cli.common import load_settings, run_async, sqlite_file_missing
 from app.config import Settings
 
@@ -35,6 +37,7 @@ Check = tuple[str, str, str]  # (ok | warn | fail, what, detail)
 def _settings_checks(settings: Settings) -> list[Check]:
     """What the settings say, without any secret value (only whether each is set)."""
     from app.config import SANDBOX_MERCHANT_KEY, env_file_in_use
+    from app.logs import redact_url
 
     dev = settings.app_env != "production"
     key = settings.nicepay_merchant_key.get_secret_value()
@@ -56,7 +59,9 @@ def _settings_checks(settings: Settings) -> list[Check]:
     elif not secret or not all(s.startswith("whsec_") for s in secret.split()):
         checks.append(("fail", "webhooks", "MERCHANT_WEBHOOK_SECRET missing or not whsec_..."))
     else:
-        checks.append(("ok", "webhooks", f"to {settings.merchant_webhook_url}, secret set"))
+        checks.append(
+            ("ok", "webhooks", f"to {redact_url(settings.merchant_webhook_url)}, secret set")
+        )
     if any(network.prefixlen == 0 for network in settings.trusted_proxies):
         checks.append(("fail", "trusted proxies", "a /0 is trusted: any client picks its own IP"))
     else:
@@ -69,9 +74,9 @@ def _settings_checks(settings: Settings) -> list[Check]:
     checks.append(("warn" if local and not dev else "ok", "NICEPAY allowed IPs", allowed))
     if _is_local(settings.public_base_url) and not _is_local(settings.nicepay_base_url):
         why = ": NICEPAY cannot push to a local address (set PUBLIC_BASE_URL)"
-        checks.append(("warn", "dbProcessUrl", settings.db_process_url + why))
+        checks.append(("warn", "dbProcessUrl", redact_url(settings.db_process_url) + why))
     else:
-        checks.append(("ok", "dbProcessUrl", settings.db_process_url))
+        checks.append(("ok", "dbProcessUrl", redact_url(settings.db_process_url)))
     if settings.reconcile_interval_seconds:
         checks.append(("ok", "reconciler", f"every {settings.reconcile_interval_seconds:g} s"))
     else:
@@ -118,17 +123,19 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
         return [
             await _database_check(services),
             *await _nicepay_checks(services, http),
-            await _client_ip_check(http, args.service_url or settings.public_base_url),
+            await _client_ip_check(
+                http, args.service_url or settings.public_base_url, settings.storefront_api_keys
+            ),
         ]
 
 
 async def _database_check(services: "Services") -> Check:
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.health import current_revision, head_revision
+    from app.logs import redact_url
 
-    where = make_url(services.settings.database_url).render_as_string(hide_password=True)
+    where = redact_url(services.settings.database_url)
     if await asyncio.to_thread(sqlite_file_missing, services.settings.database_url):
         return "fail", "database", f"{where}: no such file: run `python -m app migrate`"
     try:
@@ -148,10 +155,11 @@ async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> li
     import time
     from email.utils import parsedate_to_datetime
 
+    from app.logs import redact_url
     from app.nicepay.client import NicepayError, NicepayUnavailable
     from app.nicepay.wib import WIB, now_utc
 
-    base = services.settings.nicepay_base_url
+    base = redact_url(services.settings.nicepay_base_url)
     started = time.perf_counter()
     try:
         await services.nicepay.inquire("DOCTOR0000000000000000000000", "doctor-check", 1)
@@ -173,7 +181,7 @@ async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> li
     status = "ok"
     try:
         # NICEPAY's own clock, from its Date header, is what payValidDt is judged against.
-        answer = await http.get(base)
+        answer = await http.get(services.settings.nicepay_base_url)
         theirs = parsedate_to_datetime(answer.headers["date"])
         skew = (now - theirs).total_seconds()
         status = "ok" if abs(skew) < 30 else "warn" if abs(skew) < 300 else "fail"
@@ -183,18 +191,25 @@ async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> li
     return [nicepay, (status, "clock", clock)]
 
 
-async def _client_ip_check(http: "httpx.AsyncClient", service_url: str) -> Check:
-    """Ask the running service which IP it resolves for this host (GET /whoami)."""
+async def _client_ip_check(
+    http: "httpx.AsyncClient", service_url: str, keys: list[SecretStr]
+) -> Check:
+    """Ask the running service which IP it resolves for this host (GET /whoami; production
+    answers it only with a storefront key)."""
     import httpx
 
+    from app.logs import redact_url
+
     url = service_url.rstrip("/") + "/whoami"
+    headers = {"Authorization": f"Bearer {keys[0].get_secret_value()}"} if keys else {}
     try:
-        answer = (await http.get(url)).raise_for_status().json()
+        answer = (await http.get(url, headers=headers)).raise_for_status().json()
     except (httpx.HTTPError, ValueError) as exc:
         return (
             "warn",
             "client IP",
-            f"{url} not reachable ({type(exc).__name__}); start the service or pass --service-url",
+            f"{redact_url(url)} not reachable ({type(exc).__name__}); start the service or pass "
+            "--service-url",
         )
     proxy = "through a trusted proxy" if answer["peer_is_trusted_proxy"] else "direct"
     verdict = "allowed" if answer["nicepay_allowed"] else "refused"

@@ -16,7 +16,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with header and body deadlines and a connection bound (app/server.py).
+        http="app.server:GuardedHttpToolsProtocol",
         # The service resolves client IPs itself (TRUSTED_PROXIES); uvicorn must not
         # rewrite the peer from X-Forwarded-For, and its access log would show query strings.
         proxy_headers=False,

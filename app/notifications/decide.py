@@ -122,12 +122,12 @@ def decide(
         if not passed:
             return Decision(Verdict.QUARANTINE, reason, {**checks, name: "fail"})
         checks[name] = "pass"
+    checks["pay_method"] = "pass" if push.pay_method == PAY_METHOD_CVS else "other"
     seen, target = payment["status"], push.target
     if seen == target:
         return Decision(Verdict.DUPLICATE, f"already {target}", checks)
     if seen not in TRANSITIONS[target]:
         return Decision(Verdict.QUARANTINE, _misfit(push, seen), checks)
-    checks["pay_method"] = "pass" if push.pay_method == PAY_METHOD_CVS else "other"
     late = push.deposit and seen == S.EXPIRED
     if not (verify or late or not push.self_evident):
         return Decision(Verdict.APPLY, None, checks)

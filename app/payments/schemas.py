@@ -2,7 +2,8 @@
 
 import hashlib
 import json
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any
 
@@ -28,6 +29,11 @@ REFERENCE_PATTERN = r"^[A-Za-z0-9._:@+\-]{1,40}$"
 CART_DATA_MAX = 4000
 
 Amount = Annotated[StrictInt, Field(gt=0, le=999_999_999_999)]
+# NICEPAY's cartData is AN 4000 (REFERENCE.md §1.3); counted in UTF-8 bytes, the stricter reading.
+CART_DATA_MAX_BYTES = 4000
+# How far ahead a storefront may set a code's expiry. NICEPAY documents no limit; a year keeps
+# every date representable in WIB and in both databases (year 9999 + 7 hours is not).
+MAX_EXPIRY = timedelta(days=366)
 Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
 
 
@@ -84,22 +90,48 @@ class Cart(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _items_alias(cls, data: Any) -> Any:
+        if not _finite(data):
+            # JSON has no NaN or Infinity: NICEPAY must never get either, nor a silent null.
+            raise ValueError("cart holds a number JSON cannot carry (NaN or Infinity)")
         if isinstance(data, dict) and "items" in data and "item" not in data:
             data = {**data, "item": data["items"]}
             del data["items"]
         return data
+
+    @model_validator(mode="after")
+    def _fits_cart_data(self) -> "Cart":
+        size = len(self.to_cart_data().encode())
+        if size > CART_DATA_MAX_BYTES:
+            raise ValueError(
+                f"cart is {size} bytes as NICEPAY's cartData; its limit is {CART_DATA_MAX_BYTES}"
+            )
+        return self
 
     def to_cart_data(self) -> str:
         body = self.model_dump(mode="json", exclude_none=True)
         if self.item:
             body["count"] = str(len(self.item))
             body["item"] = [{**i, "goods_amt": str(i["goods_amt"])} for i in body["item"]]
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere inside `value` (a parsed JSON document)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _future(moment: datetime) -> datetime:
-    if moment <= now_utc():
+    now = now_utc()
+    if moment <= now:
         raise ValueError("expires_at must be in the future")
+    if moment - now > MAX_EXPIRY:
+        raise ValueError(f"expires_at must be within {MAX_EXPIRY.days} days")
     return moment
 
 
