@@ -40,9 +40,7 @@ SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 
 # Declares the bearer scheme in OpenAPI; the key itself is checked once, by StorefrontGate,
 # before FastAPI reads a body.
-storefront_key = Depends(
-    HTTPBearer(auto_error=False, description="One of STOREFRONT_API_KEYS")
-)
+storefront_key = Depends(HTTPBearer(auto_error=False, description="One of STOREFRONT_API_KEYS"))
 StorefrontKey = Annotated[HTTPAuthorizationCredentials | None, storefront_key]
 
 

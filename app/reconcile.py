@@ -164,7 +164,9 @@ class Reconciler:
                 try:
                     outcome = await self._confirm(row, now)
                 except StoreUnavailable:  # the row stays unresolved: the next sweep retries
-                    log.exception("could not complete notification", extra={"notification_id": row.id})
+                    log.exception(
+                        "could not complete notification", extra={"notification_id": row.id}
+                    )
                     outcome = "failed"
                 report.count(outcome)
 
@@ -209,7 +211,11 @@ class Reconciler:
         return await self._resolve(row, now, "quarantined", (current, reason))
 
     async def _resolve(
-        self, row: Notification, now: datetime, outcome: str, quarantine: tuple[Row, str] | None = None
+        self,
+        row: Notification,
+        now: datetime,
+        outcome: str,
+        quarantine: tuple[Row, str] | None = None,
     ) -> str:
         """Mark the row resolved (once), with a `quarantined` event when NICEPAY disagreed."""
         event = None
@@ -221,7 +227,9 @@ class Reconciler:
                 reason,
                 extra={"notification_id": row.id},
             )
-        written = await self.store.record(quarantine=event, resolve=(row.id, now), notification_id=row.id)
+        written = await self.store.record(
+            quarantine=event, resolve=(row.id, now), notification_id=row.id
+        )
         return outcome if written is not None else "left"  # another sweeper resolved it
 
     # --- 2. registrations that never got a code ------------------------------------------

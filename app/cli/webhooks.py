@@ -18,7 +18,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         async with open_services(settings) as services:
             if args.action == "list":
                 views = await service.list_events(
-                    services.sessions, status=args.status, reference_no=args.reference_no, limit=args.limit
+                    services.sessions,
+                    status=args.status,
+                    reference_no=args.reference_no,
+                    limit=args.limit,
                 )
                 columns = ("event_id", "type", "reference_no", "status", "attempts", "created_at")
                 print("\t".join((*columns, "last_error")))

@@ -142,4 +142,6 @@ async def test_a_connection_the_server_ended_is_replaced(stack: Stack, database_
         await admin.close()
     # The pool sees the ended connection (or the read is asked again once): no 503.
     assert await store.payment_by_txid(payment["txid"]) is not None
-    assert (await stack.client.get(f"/api/v1/cvs/payments/{payment['reference_no']}")).status_code == 200
+    assert (
+        await stack.client.get(f"/api/v1/cvs/payments/{payment['reference_no']}")
+    ).status_code == 200

@@ -52,7 +52,9 @@ async def test_two_sweeps_at_once_heal_each_lost_deposit_once(stack: Stack) -> N
     inquiries_before = stack.sim.calls[INQUIRY]
 
     async with replica(stack) as other:
-        reports = list(await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep()))
+        reports = list(
+            await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep())
+        )
 
     assert total(reports, "healed") == COUNT
     assert total(reports, "checked") == COUNT
@@ -74,7 +76,9 @@ async def test_two_sweeps_at_once_complete_each_awaiting_notification_once(
     stack.sim.faults = Faults()
 
     async with replica(stack) as other:
-        reports = list(await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep()))
+        reports = list(
+            await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep())
+        )
 
     # Both sweepers may look at a row; exactly one completes it.
     assert total(reports, "confirmed") == COUNT

@@ -204,7 +204,9 @@ async def test_registration_that_never_got_a_code_fails_after_expiry(stack: Stac
     row = await payment_row(stack, "ORD-NEVER-REGISTERED")
     assert row.status == "registering"
 
-    assert await stack.services.reconciler.sweep() == report()  # not expired yet: a retry may still come
+    assert (
+        await stack.services.reconciler.sweep() == report()
+    )  # not expired yet: a retry may still come
     later = row.expires_at + timedelta(minutes=1)
     assert await stack.services.reconciler.sweep(now=later) == report(checked=1, abandoned=1)
     assert await history(stack, "ORD-NEVER-REGISTERED") == [("failed", "reconcile")]

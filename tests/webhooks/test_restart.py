@@ -61,7 +61,10 @@ async def test_graceful_stop_mid_delivery_then_restart(
     assert first.webhook_id == second.webhook_id == event.event_id
     assert first.body == second.body == event.body.encode()
     assert verify(first) == verify(second)
-    assert [a.status_code for a in await attempts_of(hooked.services, event.event_id)] == [None, 200]
+    assert [a.status_code for a in await attempts_of(hooked.services, event.event_id)] == [
+        None,
+        200,
+    ]
 
 
 # The service process, with a short lease and poll so the test need not wait half a minute.
