@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.console.cli import add_operators_command
 
 if TYPE_CHECKING:
     import httpx
@@ -451,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("replay", cmd_replay, "Re-run a recorded notification through today's checks.")
     p.add_argument("notification_id", type=int, help="the ledger row's id")
     p.epilog = "Records a new ledger row (replay_of = the original) and prints its verdict as JSON."
+
+    add_operators_command(sub, load_settings)
 
     p = add("doctor", cmd_doctor, "Check settings, database, NICEPAY, the clock and the client IP.")
     p.add_argument(

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=300, ge=0)
     reconcile_batch_size: int = 100
 
+    # Signs the operator console's session cookies; empty: a random key per process.
+    console_session_secret: SecretStr = SecretStr("")
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 

@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
+from app.console.router import mount as mount_console
 from app.deps import StorefrontGate
 from app.errors import install_error_handler
 from app.health import head_revision
@@ -79,6 +80,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(webhooks_router)
     app.include_router(health_router)
+    mount_console(app, settings)
     app.add_middleware(StorefrontGate)
     app.add_middleware(RequestContext)
     return app

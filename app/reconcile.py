@@ -365,8 +365,26 @@ async def _inquire(runtime: Runtime, payment: Payment) -> InquiryResponse | None
     return None
 
 
+async def check_now(
+    runtime: Runtime, payment: Payment, source: EventSource = SOURCE
+) -> tuple[str | None, str] | None:
+    """One status inquiry now, its answer applied to a pending payment as a sweep would
+    (the console's "ask NICEPAY now"): (NICEPAY's status, the sweep outcome), or None when
+    NICEPAY gave no answer. Other statuses are only asked about, never changed."""
+    inquiry = await _inquire(runtime, payment)
+    if inquiry is None:
+        return None
+    if payment.status != S.PENDING:
+        return inquiry.status, "left"
+    return inquiry.status, await _apply(runtime, payment, inquiry, now_utc(), source)
+
+
 async def _apply(
-    runtime: Runtime, payment: Payment, inquiry: InquiryResponse, now: datetime
+    runtime: Runtime,
+    payment: Payment,
+    inquiry: InquiryResponse,
+    now: datetime,
+    source: EventSource = SOURCE,
 ) -> str:
     """The inquiry's answer through the state machine: 0 paid, 4 expired/cancelled, else left."""
     status = inquiry.status
@@ -399,6 +417,6 @@ async def _apply(
             )
         return "left"
     async with runtime.sessions() as session:
-        changed = await transition(session, payment.id, target, SOURCE, at=now, detail=detail)
+        changed = await transition(session, payment.id, target, source, at=now, detail=detail)
         await session.commit()
     return outcome if changed is not None else "left"

@@ -174,6 +174,8 @@ async def register(runtime: Runtime, body: PaymentCreate) -> tuple[PaymentRead, 
             registration_attempted_at=now,
             created_at=now,
             updated_at=now,
+            customer_email=body.customer.email.lower(),  # searchable in the console
+            customer_phone=body.customer.phone,
         )
         session.add(payment)
         try:
