@@ -99,13 +99,15 @@ class PaymentEvent(Base):
             postgresql_where=text(_REPEATABLE_EVENTS),
             sqlite_where=text(_REPEATABLE_EVENTS),
         ),
+        # The console's overview: changes of one type over a time range.
+        Index("ix_payment_events_type_at", "type", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     type: Mapped[str] = mapped_column(String(24))
     source: Mapped[str] = mapped_column(String(16))
-    at: Mapped[datetime] = mapped_column(Moment, index=True)
+    at: Mapped[datetime] = mapped_column(Moment)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_id: Mapped[int | None] = mapped_column(Integer)  # the ledger row behind it
     actor: Mapped[str | None] = mapped_column(String(64))  # the operator, for source operator

@@ -52,7 +52,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_payments_pay_no"), "payments", ["pay_no"])
 
     op.add_column("payment_events", sa.Column("actor", sa.String(length=64), nullable=True))
-    op.create_index(op.f("ix_payment_events_at"), "payment_events", ["at"])
+    op.create_index("ix_payment_events_type_at", "payment_events", ["type", "at"])
     _unique_events(NEW_WHERE)
 
     op.add_column("notifications", sa.Column("reviewed_at", Moment, nullable=True))
@@ -70,7 +70,7 @@ def downgrade() -> None:
     # Operator rows would break the one-per-payment index: they go with the feature.
     op.execute("DELETE FROM payment_events WHERE type = 'operator'")
     _unique_events(OLD_WHERE)
-    op.drop_index(op.f("ix_payment_events_at"), table_name="payment_events")
+    op.drop_index("ix_payment_events_type_at", table_name="payment_events")
     with op.batch_alter_table("payment_events") as batch:
         batch.drop_column("actor")
     op.drop_index(op.f("ix_payments_pay_no"), table_name="payments")
