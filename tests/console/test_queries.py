@@ -24,9 +24,11 @@ SEED = [
          now() - i * interval '1 minute', now(), false
        FROM generate_series(1, 20000) AS i""",
     """INSERT INTO payment_events (payment_id, type, source, at)
-       SELECT id, 'registered', 'api', created_at FROM payments""",
+       SELECT id, 'registered', 'api', created_at FROM payments
+       WHERE reference_no LIKE 'SEED-%'""",
     """INSERT INTO payment_events (payment_id, type, source, at)
-       SELECT id, 'paid', 'notification', created_at FROM payments WHERE status = 'paid'""",
+       SELECT id, 'paid', 'notification', created_at FROM payments
+       WHERE reference_no LIKE 'SEED-%' AND status = 'paid'""",
     "ANALYZE",
 ]
 Run = Callable[[AsyncSession], Awaitable[Any]]
