@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=1000, gt=0)
     # The longest query string any route accepts (a NICEPAY push may carry its fields there).
     http_max_query_bytes: int = Field(default=4096, gt=0)
+    # Signs the operator console's session cookies; empty: a random key per process.
+    console_session_secret: SecretStr = SecretStr("")
 
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -120,6 +120,7 @@ def secrets_of(settings: Settings) -> list[str]:
     and whatever a URL setting carries in its user:password@ or its query string."""
     secrets = settings.merchant_keys + [k.get_secret_value() for k in settings.storefront_api_keys]
     secrets += settings.merchant_webhook_secret.get_secret_value().split()
+    secrets.append(settings.console_session_secret.get_secret_value())
     with contextlib.suppress(ArgumentError, ValueError):
         password = make_url(settings.database_url).password
         if password:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.config import Settings, get_settings
+from app.console.router import mount as mount_console
 from app.db import create_engine, create_sessionmaker
 from app.deps import StorefrontGate
 from app.errors import install_error_handler
@@ -175,6 +176,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(webhooks_router)
     app.include_router(health_router)
+    mount_console(app, settings)
     app.add_middleware(StorefrontGate)
     app.add_middleware(RequestLimits)
     app.add_middleware(RequestContext, deadline_seconds=settings.request_deadline_seconds)

@@ -1,4 +1,5 @@
-"""Every table: payments and their history, the notification ledger, the webhook outbox."""
+"""Every table: payments and their history, the notification ledger, the webhook outbox,
+the console's operator accounts."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -60,7 +61,7 @@ class Payment(Base):
     txid: Mapped[str | None] = mapped_column(String(30), unique=True)
     store: Mapped[str] = mapped_column(String(16))
     mitra_cd: Mapped[str] = mapped_column(String(4))
-    pay_no: Mapped[str | None] = mapped_column(String(20))
+    pay_no: Mapped[str | None] = mapped_column(String(20), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3), default="IDR")
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -73,6 +74,15 @@ class Payment(Base):
     next_check_at: Mapped[datetime | None] = mapped_column(Moment, index=True)
     created_at: Mapped[datetime] = mapped_column(Moment, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(Moment, default=now_utc)
+    # Kept so support staff can find a payment by the shopper's details (console search).
+    customer_email: Mapped[str | None] = mapped_column(String(254), index=True)  # lower case
+    customer_phone: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+# Operator actions in the console are repeatable history rows (each action once per click),
+# so this type is left out of the one-per-payment unique index with quarantines.
+OPERATOR_EVENT = "operator"
+_REPEATABLE_EVENTS = "type NOT IN ('quarantined', 'operator')"
 
 
 class PaymentEvent(Base):
@@ -86,9 +96,11 @@ class PaymentEvent(Base):
             "payment_id",
             "type",
             unique=True,
-            postgresql_where=text("type <> 'quarantined'"),
-            sqlite_where=text("type <> 'quarantined'"),
+            postgresql_where=text(_REPEATABLE_EVENTS),
+            sqlite_where=text(_REPEATABLE_EVENTS),
         ),
+        # The console's overview: changes of one type over a time range.
+        Index("ix_payment_events_type_at", "type", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -98,12 +110,15 @@ class PaymentEvent(Base):
     at: Mapped[datetime] = mapped_column(Moment)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_id: Mapped[int | None] = mapped_column(Integer)  # the ledger row behind it
+    actor: Mapped[str | None] = mapped_column(String(64))  # the operator, for source operator
 
 
 class Notification(Base):
     """The ledger: every request that reached the dbProcessUrl, append-only, with its verdict."""
 
     __tablename__ = "notifications"
+    # The console's quarantine queue: newest first within an outcome.
+    __table_args__ = (Index("ix_notifications_outcome_id", "outcome", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(Moment)
@@ -123,6 +138,10 @@ class Notification(Base):
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(Moment)
     replay_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    # An operator's review of a quarantined row (the verdict itself is never rewritten).
+    reviewed_at: Mapped[datetime | None] = mapped_column(Moment)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    review_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class WebhookStatus(StrEnum):
@@ -161,3 +180,18 @@ class WebhookAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     response_excerpt: Mapped[str | None] = mapped_column(String(500))
     error: Mapped[str | None] = mapped_column(String(255))
+
+
+class Operator(Base):
+    """A console account: the password only as an argon2 hash."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Moment)
+    # Sessions issued before this moment are void (sign-out, password change).
+    sessions_valid_after: Mapped[datetime | None] = mapped_column(Moment)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(Moment)

@@ -337,7 +337,27 @@ class Reconciler:
             )
         return None
 
-    async def _apply(self, payment: Row, inquiry: InquiryResponse, now: datetime) -> str:
+    async def check_now(
+        self, payment: Row, source: EventSource = SOURCE, actor: str | None = None
+    ) -> tuple[str | None, str] | None:
+        """One status inquiry now, its answer applied to a pending payment as a sweep would
+        (the console's "ask NICEPAY now"): (NICEPAY's status, the sweep outcome), or None
+        when NICEPAY gave no answer. Other statuses are only asked about, never changed."""
+        inquiry = await self._inquire(payment)
+        if inquiry is None:
+            return None
+        if payment["status"] != S.PENDING:
+            return inquiry.status, "left"
+        return inquiry.status, await self._apply(payment, inquiry, now_utc(), source, actor)
+
+    async def _apply(
+        self,
+        payment: Row,
+        inquiry: InquiryResponse,
+        now: datetime,
+        source: EventSource = SOURCE,
+        actor: str | None = None,
+    ) -> str:
         """The inquiry's answer through the state machine: 0 paid, 4 expired/cancelled."""
         target, why = inquiry_target(
             payment["amount"], inquiry.status, inquiry.amt, inquiry.cancelAmt
@@ -353,6 +373,8 @@ class Reconciler:
         detail: dict[str, Any] = {"inquiry_status": inquiry.status}
         if target is not S.PAID:
             detail["cancel_amt"] = inquiry.cancelAmt
-        written = await self.store.transition(payment, target, SOURCE, now, detail=detail)
+        written = await self.store.transition(
+            payment, target, source, now, detail=detail, actor=actor
+        )
         outcomes = {S.PAID: "healed", S.CANCELLED: "cancelled", S.EXPIRED: "expired"}
         return outcomes[target] if written is not None else "left"

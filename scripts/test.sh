@@ -14,6 +14,15 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
+# Debian's Chromium for the console's browser tests (tests/console/test_browser.py), driven
+# by Playwright's Python client through executable_path: never `playwright install`.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium (apt)"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo -n"
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+
 echo "== ruff";  .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy

@@ -5,8 +5,10 @@ One module per command; this one wires them into the parser."""
 import argparse
 from collections.abc import Callable
 
+from app.cli.common import load_settings
 from app.cli.doctor import cmd_doctor
 from app.cli.migrate import cmd_migrate
+from app.cli.operators import add_operators_command
 from app.cli.reconcile import cmd_reconcile
 from app.cli.replay import cmd_replay
 from app.cli.serve import cmd_serve
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("replay", cmd_replay, "Re-run a recorded notification through today's checks.")
     p.add_argument("notification_id", type=int, help="the ledger row's id")
     p.epilog = "Records a new ledger row (replay_of = the original) and prints its verdict as JSON."
+
+    add_operators_command(sub, load_settings)
 
     p = add("doctor", cmd_doctor, "Check settings, database, NICEPAY, the clock and the client IP.")
     p.add_argument(

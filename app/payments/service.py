@@ -74,6 +74,8 @@ class PaymentService:
                 "registration_attempted_at": now,
                 "created_at": now,
                 "updated_at": now,
+                "customer_email": body.customer.email.lower(),  # searchable in the console
+                "customer_phone": body.customer.phone,
             }
         )
         if payment is None:  # the reference exists: a replay, or a retry after a 504
@@ -201,7 +203,7 @@ class PaymentService:
     # --- cancel -------------------------------------------------------------------------
 
     async def cancel(
-        self, reference_no: str, source: EventSource, detail: dict[str, Any] | None = None
+        self, reference_no: str, source: EventSource, actor: str | None = None
     ) -> PaymentRead:
         payment = await self._get(reference_no)
         if payment["status"] != S.PENDING or payment["txid"] is None:
@@ -222,9 +224,7 @@ class PaymentService:
             raise error(
                 f"NICEPAY did not answer the cancel ({exc.reason}); the payment is unchanged"
             ) from exc
-        written = await self.store.transition(
-            payment, S.CANCELLED, source, now_utc(), detail=detail
-        )
+        written = await self.store.transition(payment, S.CANCELLED, source, now_utc(), actor=actor)
         current = await self._get(reference_no)
         if written is None:
             raise Conflict(

@@ -28,13 +28,22 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import ClauseElement, Dialect, bindparam, insert, select, update
+from sqlalchemy import ClauseElement, Dialect, bindparam, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import metrics
 from app.db import Base, sqlite_setup
-from app.models import EventSource, Notification, Payment, PaymentEvent, PaymentStatus, WebhookEvent
+from app.models import (
+    OPERATOR_EVENT,
+    EventSource,
+    Notification,
+    Payment,
+    PaymentEvent,
+    PaymentStatus,
+    WebhookEvent,
+)
+from app.nicepay.wib import now_utc
 from app.payments.machine import QUARANTINED, event_type, status_change
 from app.payments.resource import outbox_row, resource_of
 
@@ -43,7 +52,7 @@ PAYMENTS, LEDGER, EVENTS, OUTBOX = (
     for model in (Payment, Notification, PaymentEvent, WebhookEvent)
 )
 LEDGER_COLUMNS = tuple(c.name for c in LEDGER.c if c.name != "id")
-EVENT_COLUMNS = ("payment_id", "type", "source", "at", "detail", "notification_id")
+EVENT_COLUMNS = ("payment_id", "type", "source", "at", "detail", "notification_id", "actor")
 OUTBOX_COLUMNS = tuple(c.name for c in OUTBOX.c if c.name != "id")
 PAYMENT_COLUMNS = tuple(c.name for c in PAYMENTS.c if c.name != "id")
 # Matched with `=` (indexed); every other matched column with IS NOT DISTINCT FROM (NULLs).
@@ -254,12 +263,13 @@ class PaymentStore:
         ledger: dict[str, Any] | None = None,
         notification_id: int | None = None,
         match: dict[str, Any] | None = None,
+        actor: str | None = None,
     ) -> Written | None:
         """Move `payment` (as read) to `to`: the compare-and-set on its status as read (or
         on `match`), the event, the outbox row and the ledger row, in one write. None when
         the payment moved on meanwhile: nothing was written."""
         changes = status_change(to, at, values)
-        event = self.event(payment.get("id"), to, source, at, detail, notification_id)
+        event = self.event(payment.get("id"), to, source, at, detail, notification_id, actor)
         match = match or {"id": payment["id"], "status": payment["status"]}
         written = await self.write(
             Write(
@@ -300,8 +310,10 @@ class PaymentStore:
         at: datetime,
         detail: dict[str, Any] | None = None,
         notification_id: int | None = None,
+        actor: str | None = None,
     ) -> dict[str, Any]:
-        """A history row; its notification_id defaults to the ledger row written with it."""
+        """A history row; its notification_id defaults to the ledger row written with it;
+        `actor` names the operator behind a `source: operator` row."""
         return {
             "payment_id": payment_id,
             "type": event_type(type_),
@@ -309,7 +321,17 @@ class PaymentStore:
             "at": at,
             "detail": detail,
             "notification_id": notification_id,
+            "actor": actor,
         }
+
+    async def audit(self, payment_id: int, actor: str, detail: dict[str, Any]) -> None:
+        """An operator's action on the payment's history (an `operator` event, which is not
+        announced to the storefront): what was asked and what came of it."""
+        at = now_utc()
+        event = self.event(
+            payment_id, OPERATOR_EVENT, EventSource.OPERATOR, at, detail, None, actor
+        )
+        await self.write(Write(event=event))
 
     async def _outbox(self, payment: Row, event: dict[str, Any]) -> dict[str, Any] | None:
         """The outbox row for `event` (None when outbound events are off): the resource
@@ -395,7 +417,11 @@ class PostgresStore(PaymentStore):
         # One row of ids (ledger, payment, resolved row: those written), or none at all when
         # the compare-and-set or the resolve matched nothing.
         written = [t for t in (led, cas, res) if t is not None]
-        statement = select(*(t.c.id for t in written)) if written else select(bindparam("one", 1))
+        statement = (
+            select(*(t.c.id for t in written))
+            if written
+            else select(literal_column("1").label("one"))
+        )
         for table in written:
             statement = statement.select_from(table)
         return Compiled.of(statement.add_cte(*parts), self.dialect)
@@ -435,7 +461,11 @@ class PostgresStore(PaymentStore):
                         pool = await self._open()
                         async with pool.acquire(timeout=self._timeout * 2) as connection:
                             return await getattr(connection, method)(statement.sql, *args)
-                except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError):
+                except (
+                    asyncpg.ConnectionDoesNotExistError,
+                    asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,  # it heard of its end mid-way: "another operation"
+                ):
                     # A connection the server ended (a restart): a read is safe to ask
                     # again once, on a fresh connection; a write is not (it may have landed).
                     if not retry or attempt == 2:
