@@ -22,6 +22,7 @@ from app.health import head_revision
 from app.health import router as health_router
 from app.logs import RequestContext, configure_logging
 from app.nicepay.client import NicepayClient
+from app.nicepay.transport import NicepayTransport
 from app.notifications import router as notifications
 from app.notifications.service import NotificationService
 from app.payments.router import router as payments_router
@@ -63,7 +64,9 @@ async def open_services(
         settings.nicepay_read_timeout_seconds, connect=settings.nicepay_connect_timeout_seconds
     )
     nicepay_http = httpx.AsyncClient(
-        base_url=settings.nicepay_base_url, timeout=timeout, transport=nicepay_transport
+        base_url=settings.nicepay_base_url,
+        timeout=timeout,
+        transport=nicepay_transport or NicepayTransport(),
     )
     webhook_http = httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds, transport=webhook_transport
