@@ -1,8 +1,9 @@
-"""NICEPAY client A/B: the server CPU of one status inquiry through httpx's own transport
-(httpcore on anyio) against the service's transport (app/nicepay/transport.py: aiohttp's
-connector under httpx), in a process pinned where the service runs, against the simulator.
+"""NICEPAY client A/B: the server CPU of one status inquiry (`NicepayClient.inquire`) through
+httpx's own transport (httpcore on anyio), through httpx over aiohttp's transport (the
+`httpx-aiohttp` package), and through the poster the service ships (app/nicepay/transport.py:
+aiohttp directly), in a process pinned where the service runs, against the simulator.
 
-`python -m bench.client_ab --port P --transport httpx|aiohttp --concurrency C --calls N`
+`python -m bench.client_ab --port P --transport NAME --concurrency C --calls N`
 prints one JSON line; the bench runs it for each transport and concurrency.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import uvloop
 
-TRANSPORTS = ("httpx", "aiohttp")
+TRANSPORTS = ("httpx", "httpx-aiohttp", "aiohttp")
 
 
 @dataclass
@@ -44,18 +45,26 @@ def _cpu() -> float:
 
 
 async def _measure(port: int, transport: str, concurrency: int, calls: int) -> Sample:
+    from httpx_aiohttp import AiohttpTransport
+
     from app.config import SANDBOX_IMID, SANDBOX_MERCHANT_KEY
-    from app.nicepay.client import NicepayClient
-    from app.nicepay.transport import NicepayTransport
+    from app.nicepay.client import FormPoster, HttpxPoster, NicepayClient
+    from app.nicepay.transport import AiohttpPoster
     from bench.pushes import nicepay_registration_form
 
     base = f"http://127.0.0.1:{port}"
-    http = httpx.AsyncClient(
-        base_url=base,
-        timeout=10,
-        transport=NicepayTransport() if transport == "aiohttp" else None,
-    )
-    client = NicepayClient(http, imid=SANDBOX_IMID, merchant_key=SANDBOX_MERCHANT_KEY)
+    http = httpx.AsyncClient(base_url=base, timeout=10)  # registers the code below
+    poster: FormPoster
+    if transport == "aiohttp":
+        poster = AiohttpPoster(base, connect_timeout=10, read_timeout=10)
+    elif transport == "httpx-aiohttp":
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        poster = HttpxPoster(
+            httpx.AsyncClient(base_url=base, timeout=10, transport=AiohttpTransport(limits=limits))
+        )
+    else:
+        poster = HttpxPoster(httpx.AsyncClient(base_url=base, timeout=10))
+    client = NicepayClient(poster, imid=SANDBOX_IMID, merchant_key=SANDBOX_MERCHANT_KEY)
     try:
         # One real code at the simulator, so every inquiry is answered 0000.
         form = nicepay_registration_form(f"AB-{time.time_ns()}", 10_000, f"{base}/x")
@@ -92,6 +101,7 @@ async def _measure(port: int, transport: str, concurrency: int, calls: int) -> S
         )
     finally:
         await http.aclose()
+        await client.aclose()
 
 
 def run(python: str, port: int, transport: str, concurrency: int, calls: int) -> Sample:

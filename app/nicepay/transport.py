@@ -1,47 +1,55 @@
-"""The HTTP transport under the NICEPAY client: aiohttp's connection pool behind httpx's API.
+"""How the service reaches NICEPAY: forms posted over aiohttp's connection pool.
 
-Measured (docs/BENCHMARKS.md, "NICEPAY client: CPU per call"): a status inquiry through
-httpx's own transport (httpcore on anyio) costs several times the server CPU of the same call
-through aiohttp's connector, and with the inquiry on that call is most of a push's cost.
-httpx stays the client API (timeouts, errors, the tests' injected transports); only the
-transport changes, from the `httpx-aiohttp` package.
+Measured (docs/BENCHMARKS.md, "NICEPAY client: CPU per status inquiry"): with the inquiry
+on, the call to NICEPAY is most of a push's server CPU. Through httpx (its own transport,
+httpcore on anyio) a status inquiry costs several times what it costs here; httpx over
+aiohttp's transport (`httpx-aiohttp`) still pays httpx's request building, cookie handling
+and response decoding for every call. NICEPAY's API is one form POST and one small JSON
+answer, so this poster sends it with aiohttp directly. The tests' injected httpx transports
+go through `HttpxPoster` (app/nicepay/client.py) instead: the client above is the same.
 
-Connections to NICEPAY are kept alive and reused: up to `MAX_CONNECTIONS` at once (the
-pushes in flight on one worker), idle ones kept for `KEEPALIVE_SECONDS`.
+Connections to NICEPAY are kept alive and reused: up to `MAX_CONNECTIONS` at once (the calls
+in flight on one worker), idle ones kept for `KEEPALIVE_SECONDS`. NICEPAY's API is stateless:
+no cookie jar.
 """
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
+
+from app.nicepay.client import Answer, NicepayUnavailable
 
 MAX_CONNECTIONS = 100
 KEEPALIVE_SECONDS = 30.0
 
 
-class NicepayTransport(AiohttpTransport):
-    """httpx-aiohttp's transport, with its errors told apart the way httpx's own are:
-    the library maps every connection-level failure (refused, reset, closed by the server)
-    to ConnectTimeout, and a timeout and "NICEPAY is not there" answer the storefront
-    differently (504 against 502)."""
+class AiohttpPoster:
+    def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float) -> None:
+        self._base = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
 
-    def __init__(self) -> None:
-        super().__init__(
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS,
-                max_keepalive_connections=MAX_CONNECTIONS,
-                keepalive_expiry=KEEPALIVE_SECONDS,
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the event loop that runs it.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=self._timeout,
             )
-        )
+        return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def post_form(self, path: str, form: dict[str, str]) -> Answer:
         try:
-            return await super().handle_async_request(request)
-        except httpx.ConnectTimeout as exc:
-            cause = exc.__cause__
-            if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
-                raise
-            if isinstance(cause, aiohttp.ClientConnectorError):
-                raise httpx.ConnectError(str(exc), request=request) from cause
-            if isinstance(cause, aiohttp.ClientConnectionError):
-                raise httpx.RemoteProtocolError(str(exc), request=request) from cause
-            raise
+            async with self._open().post(self._base + path, data=form) as response:
+                body = await response.read()
+                return Answer(response.status, body.decode("utf-8", "replace"))
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
+            raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
+        except aiohttp.ClientError as exc:
+            raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
