@@ -182,14 +182,19 @@ def _inquiry_bound(r: "Results", config: "Config") -> str:
     ab = [s for s in r.client_ab if s.concurrency > 1]
     if ab:
         parts.append(
-            "The NICEPAY call alone costs "
+            "The NICEPAY call alone, 64 at a time, costs "
             + ", ".join(f"{s.cpu_ms_per_call:.2f} ms through {s.transport}" for s in ab)
-            + " (the A/B below). "
+            + " (the A/B below; the service ships aiohttp). "
         )
-    if len(w.cores) > 1 and w.cores[1] >= 0.9:
+    if config.simulator_cpu is not None:
         parts.append(
-            "The load core (wrk, the simulator answering every inquiry, PostgreSQL) was "
-            "saturated: the figure is a lower bound for the server. "
+            f"The simulator (answering every inquiry, on the load core) used "
+            f"{config.simulator_cpu * 100:.0f}% of a core"
+            + (
+                ": the load core was saturated, so the figure is a lower bound for the server. "
+                if len(w.cores) > 1 and w.cores[1] >= 0.9
+                else "; the load core was not saturated. "
+            )
         )
     if config.profile:
         parts.append(
@@ -284,12 +289,12 @@ def _registration_bound(r: "Results", database: str) -> str:
     trace = r.round_trips.get(database, {}).get("registration (webhooks off)")
     trips = f"{len(trace.round_trips)} database round trips" if trace else "its database work"
     line = (
-        f"- **Registration ({database}):** the service's own time is {trips} in two "
-        "transactions through the ORM (the `registering` row, committed before NICEPAY is "
-        "called, and the transition after it), the HTTP client's call to NICEPAY, request "
-        "validation and the JSON resource."
+        f"- **Registration ({database}):** the service's own time is {trips} through the "
+        "payments store (INSERT ... ON CONFLICT ... RETURNING of the `registering` row, "
+        "committed before NICEPAY is called, then one compare-and-set to `pending`), the "
+        "call to NICEPAY, request validation and the JSON resource."
     )
-    reg = next((x for x in r.registration if x.database == database), None)
+    reg = sections.registration(r, database)
     if reg and reg.profile:
         line += (
             " Profile of sequential registrations: "
@@ -378,7 +383,7 @@ def _method(r: "Results") -> list[str]:
         "- **Processes and cores.** Each server is a subprocess pinned with `taskset` to CPU 0: the "
         "service as it ships (`python -m app serve`: one uvicorn worker, uvloop, httptools, no access "
         "log), the yardsticks (bench/baseline.py) with the same uvicorn options. The load generators, "
-        "the NICEPAY simulator (`python -m simulator`) and the driver run on CPU 1. PostgreSQL is the "
+        "the NICEPAY simulator (`python -m simulator --no-access-log`) and the driver run on CPU 1. PostgreSQL is the "
         "machine's own server: the backends serving the bench database are moved to CPU 1 "
         "(`sched_setaffinity`) before each window; its shared processes (WAL writer, checkpointer) "
         "and any other tenant's processes stay unpinned.",

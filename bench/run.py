@@ -137,6 +137,7 @@ class Config:
     profile: profiling.Profile | None = None
     profile_window: Window | None = None
     profile_file: str | None = None
+    simulator_cpu: float | None = None  # share of a core the simulator used, first deposits
 
     @property
     def name(self) -> str:
@@ -412,7 +413,7 @@ class Bench:
                 env=procs.python_env(),
                 logs=self.logs,
                 ready_path="/sim/stats",
-            ),
+            ) as simulator,
             procs.server(
                 f"service-{name}",
                 service_argv,
@@ -456,9 +457,11 @@ class Bench:
             size = min(plan.pool_cap, max(200, int(guess * plan.throughput_seconds * 1.5)))
             seconds = min(plan.throughput_seconds, size / guess / 1.2)
             fresh = await pool("t", size)
+            simulator_meter = procs.Meter(simulator.pid)
             config.first_deposits = await self.closed(
                 "first deposits", service, NOTIFY_PATH, fresh, seconds, url
             )
+            config.simulator_cpu = simulator_meter.stop()[0]
             _show(config.first_deposits)
             capacity = config.first_deposits.rps
             for rate in plan.rates if open_loop else ():

@@ -118,14 +118,16 @@ def client_section(r: "Results") -> list[str]:
         return []
     lines = [
         "",
-        "### NICEPAY client: CPU per status inquiry, httpx's transport against aiohttp's",
+        "### NICEPAY client: CPU per status inquiry, by transport",
         "",
         "`python -m bench.client_ab`: the service's `NicepayClient.inquire` in a process on the "
         "server's core, against the simulator on the load core, one real code at the simulator "
-        "(every answer 0000), after 200 warm-up calls. *httpx* is httpx's own transport (httpcore "
-        "on anyio, default limits: 20 kept-alive connections); *aiohttp* is the transport the "
-        "service ships (app/nicepay/transport.py: httpx-aiohttp, up to 100 connections kept "
-        "alive). Everything above the transport (httpx's client, the form, pydantic) is the same.",
+        "(every answer 0000), after 200 warm-up calls. *httpx*: httpx's own transport (httpcore "
+        "on anyio, default limits: 20 kept-alive connections); *httpx-aiohttp*: httpx over the "
+        "`httpx-aiohttp` package's transport (100 connections kept alive); *aiohttp*: what the "
+        "service ships (app/nicepay/transport.py: the form posted with aiohttp directly, 100 "
+        "connections kept alive, no cookie jar). The form, the token and the pydantic models "
+        "are the same in all three. CPU is the process's own (user + system) over the calls.",
         "",
         "| transport | concurrent calls | calls | calls/s | CPU ms per call | failures |",
         "|---|---|---|---|---|---|",
