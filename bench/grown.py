@@ -76,6 +76,10 @@ def _hot_statements(placeholder: str) -> dict[str, str]:
         "compare-and-set by id (every change)": (
             f"UPDATE payments SET updated_at = updated_at WHERE id = {p} AND status = 'paid'"
         ),
+        "compare-and-set as read (a first deposit without a read)": (
+            "UPDATE payments SET updated_at = updated_at "
+            f"WHERE txid = {p} AND reference_no = 'x' AND amount = 1 AND status = 'pending'"
+        ),
         "events of a payment (resource, replay)": (
             f"SELECT * FROM payment_events WHERE payment_id = {p}"
         ),
@@ -86,7 +90,7 @@ def _hot_statements(placeholder: str) -> dict[str, str]:
 
 def _values(pending: int) -> list[object]:
     i = pending + 7  # a paid payment in the loaded range
-    return [txid(i), f"{REFERENCE_PREFIX}{i}", i, i, txid(i), i]
+    return [txid(i), f"{REFERENCE_PREFIX}{i}", i, txid(i), i, txid(i), i]
 
 
 async def load_postgres(url: str, payments: int, ledger: int, pending: int) -> Load:
