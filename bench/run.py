@@ -4,12 +4,18 @@ One run, in this order (each server a subprocess on CPU 0, everything else on CP
 1. database round trips per request, counted in-process on PostgreSQL and SQLite;
 2. the yardsticks (bench/baseline.py): wrk on the trivial endpoint and the cost ladder,
    and the open-loop rates on the trivial endpoint;
-3. per database (a throwaway PostgreSQL database; a temp SQLite file), per inquiry setting:
+3. the NICEPAY client's CPU per status inquiry by transport (bench/client_ab.py);
+4. per database (a throwaway PostgreSQL database; a temp SQLite file), per inquiry setting:
    a fresh simulator and the service (`python -m app serve`), then
    registration latency (service vs simulator; once per database, inquiry off),
    duplicates (wrk over already-paid payments), first deposits (wrk over a pool sized from
-   the duplicate rate), open-loop rates over fresh payments, and a py-spy profile (inquiry off);
-4. the report.
+   the duplicate rate), open-loop rates over fresh payments, and a py-spy profile;
+5. a grown database per engine (bench/grown.py: 1,000,000 payments, 3,000,000 ledger rows,
+   loaded in bulk; the hot queries' plans), the same windows on it without the open loop,
+   and on PostgreSQL the service's memory over 100,000 first deposits (bench/memory.py);
+6. with --before-ref REF: the service at that commit (bench/before_ref.py), inquiry off,
+   both databases;
+7. the report.
 
 Every push is checked afterwards in the ledger: each window lists what its pushes became.
 """
@@ -809,7 +815,9 @@ def _keep_logs(logs: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows: a smoke test (~2 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short windows, small sizes: a smoke test (~5 min)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
