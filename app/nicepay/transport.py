@@ -13,12 +13,15 @@ in flight on one worker), idle ones kept for `KEEPALIVE_SECONDS`. NICEPAY's API 
 no cookie jar.
 """
 
+from urllib.parse import urlencode
+
 import aiohttp
 
 from app.nicepay.client import Answer, NicepayUnavailable
 
 MAX_CONNECTIONS = 100
 KEEPALIVE_SECONDS = 30.0
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class AiohttpPoster:
@@ -41,9 +44,13 @@ class AiohttpPoster:
 
     async def post_form(self, path: str, form: dict[str, str]) -> Answer:
         try:
-            async with self._open().post(self._base + path, data=form) as response:
-                body = await response.read()
-                return Answer(response.status, body.decode("utf-8", "replace"))
+            # Encoded here: aiohttp's FormData would build a multipart writer for every call.
+            body = urlencode(form).encode()
+            async with self._open().post(
+                self._base + path, data=body, headers=FORM_HEADERS
+            ) as response:
+                answer = await response.read()
+                return Answer(response.status, answer.decode("utf-8", "replace"))
         except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
         except aiohttp.ClientError as exc:
