@@ -64,7 +64,7 @@ def target_rows(r: "Results", base_rps: float) -> list[str]:
         ratio = w.rps / base_rps
         rows.append(
             f"| default setting (inquiry on), PostgreSQL, first deposits: ≥ {INQUIRY_TARGET:.2f}{X} "
-            f"the trivial endpoint | {w.rps:,.0f} / {base_rps:,.0f} req/s = {ratio:.2f}{X} "
+            f"the trivial endpoint | {w.rps:,.0f} / {base_rps:,.0f} req/s = {ratio:.3f}{X} "
             f"| {_mark(ratio >= INQUIRY_TARGET)} |"
         )
         rows.append(
