@@ -24,7 +24,8 @@ from app.health import head_revision
 from app.health import router as health_router
 from app.limits import RequestLimits
 from app.logs import RequestContext, configure_logging
-from app.nicepay.client import NicepayClient
+from app.nicepay.client import FormPoster, HttpxPoster, NicepayClient
+from app.nicepay.transport import AiohttpPoster
 from app.notifications import router as notifications
 from app.notifications.service import NotificationService
 from app.payments.router import router as payments_router
@@ -62,17 +63,27 @@ async def open_services(
         pool_size=settings.database_pool_size,
         timeout=settings.database_timeout_seconds,
     )
-    timeout = httpx.Timeout(
-        settings.nicepay_read_timeout_seconds, connect=settings.nicepay_connect_timeout_seconds
-    )
-    nicepay_http = httpx.AsyncClient(
-        base_url=settings.nicepay_base_url, timeout=timeout, transport=nicepay_transport
-    )
+    poster: FormPoster
+    if nicepay_transport is None:  # the service as it ships: aiohttp (app/nicepay/transport.py)
+        poster = AiohttpPoster(
+            settings.nicepay_base_url,
+            connect_timeout=settings.nicepay_connect_timeout_seconds,
+            read_timeout=settings.nicepay_read_timeout_seconds,
+        )
+    else:  # the tests' injected transports
+        timeout = httpx.Timeout(
+            settings.nicepay_read_timeout_seconds, connect=settings.nicepay_connect_timeout_seconds
+        )
+        poster = HttpxPoster(
+            httpx.AsyncClient(
+                base_url=settings.nicepay_base_url, timeout=timeout, transport=nicepay_transport
+            )
+        )
     webhook_http = httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds, transport=webhook_transport
     )
     nicepay = NicepayClient(
-        nicepay_http,
+        poster,
         imid=settings.nicepay_imid,
         merchant_key=settings.nicepay_merchant_key.get_secret_value(),
         observe=metrics.observe_nicepay_call,
@@ -101,7 +112,7 @@ async def open_services(
         finally:
             await store.close()
     finally:
-        await nicepay_http.aclose()
+        await nicepay.aclose()
         await webhook_http.aclose()
         await engine.dispose()
 

@@ -85,12 +85,13 @@ async def server(
     logs: Path,
     ready_path: str = "/healthz",
     ready_within: float = 60.0,
+    cwd: Path = ROOT,
 ) -> AsyncIterator[Server]:
     """Start `argv` on `cpu`, wait until `ready_path` answers 200, stop it on exit."""
     log_path = logs / f"{name}.log"
     log: IO[bytes] = log_path.open("wb")
     process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the wait is async below
-        pinned(argv, cpu), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        pinned(argv, cpu), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     srv = Server(name, port, process, log_path)
     try:
@@ -130,9 +131,9 @@ async def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def python_env(**extra: str) -> dict[str, str]:
+def python_env(root: Path = ROOT, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "NICEPAY_"))}
-    env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", **extra)
+    env.update(PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1", **extra)
     return env
 
 
@@ -173,12 +174,12 @@ def plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def migrate(url: str, logs: Path) -> None:
-    env = python_env(DATABASE_URL=url, LOG_LEVEL="WARNING")
+def migrate(url: str, logs: Path, root: Path = ROOT, python: str = sys.executable) -> None:
+    env = python_env(root, DATABASE_URL=url, LOG_LEVEL="WARNING")
     with (logs / "migrate.log").open("ab") as log:
         subprocess.run(
-            [sys.executable, "-m", "app", "migrate"],
-            cwd=ROOT,
+            [python, "-m", "app", "migrate"],
+            cwd=root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -290,6 +291,14 @@ def _cores() -> list[tuple[int, int]]:
 
 
 # --- the machine --------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of `pid` (VmRSS in /proc/PID/status), 0 if it is gone."""
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _read(path: str) -> str:

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import sections
 from bench.procs import PACKAGES
 from bench.profile import Profile
 
@@ -32,7 +33,8 @@ CATEGORIES = (
         ("fastapi/", "starlette/", "uvicorn/", "anyio/", "httptools"),
     ),
     ("pydantic", ("pydantic",)),
-    ("httpx / httpcore (NICEPAY client)", ("httpx/", "httpcore/", "h11/")),
+    ("httpx / httpcore (NICEPAY client)", ("httpx/", "httpcore/", "h11/", "httpx_aiohttp/")),
+    ("aiohttp (NICEPAY client's transport)", ("aiohttp/", "yarl/", "multidict/")),
     ("logging and metrics", ("logging/", "prometheus_client/")),
     ("the service's own code (app/)", ("app/",)),
     ("event loop (uvloop C code: I/O, and idle waits py-spy counted)", ("asyncio/", "uvloop")),
@@ -81,9 +83,8 @@ def write_report(results: "Results", out: Path) -> None:
 
 
 def _find(results: "Results", database: str, inquiry: bool) -> "Config | None":
-    return next(
-        (c for c in results.configs if c.database == database and c.inquiry == inquiry), None
-    )
+    """The empty-database configuration of this tree (not grown, not --before-ref)."""
+    return sections.find(results, database, inquiry)
 
 
 def _lines(r: "Results") -> list[str]:
@@ -142,7 +143,7 @@ def _lines(r: "Results") -> list[str]:
         )
         if at_rate.p99 > P99_TARGET or at_rate.errors:
             bounds.append(_latency_bound(pg, at_rate))
-    for reg in r.registration:
+    for reg in [x for x in r.registration if x.name == x.database]:  # this tree, empty database
         lines.append(
             f"| registration adds ≤ 3 ms at p50 over the simulator ({reg.database}) "
             f"| {ms(reg.p('service', 50))} {MINUS} {ms(reg.p('simulator', 50))} = {ms(reg.added_p50)} ms "
@@ -150,13 +151,56 @@ def _lines(r: "Results") -> list[str]:
         )
         if reg.added_p50 > REGISTRATION_TARGET:
             bounds.append(_registration_bound(r, reg.database))
+    lines += sections.target_rows(r, base_rps)
+    on = _find(r, "PostgreSQL", True)
+    if on and on.first_deposits and base_rps:
+        bounds.append(_inquiry_bound(r, on))
     if bounds:
         lines += ["", "### What bounds the figures that miss", "", *bounds]
     lines += _levers(r)
-    lines += (
-        _machine(r) + _method(r) + _tables(r, base_rps) + _round_trips(r) + _profiles(r) + _rerun()
-    )
+    lines += _machine(r) + _method(r) + _tables(r, base_rps) + sections.client_section(r)
+    lines += sections.before_section(r, base_rps) + sections.grown_section(r)
+    lines += sections.memory_section(r) + _round_trips(r) + _profiles(r) + _rerun()
     return lines
+
+
+def _inquiry_bound(r: "Results", config: "Config") -> str:
+    """What bounds the default setting (inquiry on): the server's CPU per push, where it goes."""
+    w = config.first_deposits
+    assert w is not None
+    off = _find(r, config.database, False)
+    parts = [
+        f"- **{config.name}, first deposits: {w.rps:,.0f} req/s, {w.cpu_ms_per_request:.2f} ms of "
+        f"server CPU per push** (server {w.server_cpu * 100:.0f}% busy; cores {_cores(w)}). "
+    ]
+    if off and off.first_deposits:
+        extra = w.cpu_ms_per_request - off.first_deposits.cpu_ms_per_request
+        parts.append(
+            f"Against inquiry off ({off.first_deposits.cpu_ms_per_request:.2f} ms) the inquiry adds "
+            f"{extra:.2f} ms per push: the HTTP call to NICEPAY and the read before the write. "
+        )
+    ab = [s for s in r.client_ab if s.concurrency > 1]
+    if ab:
+        parts.append(
+            "The NICEPAY call alone, 64 at a time, costs "
+            + ", ".join(f"{s.cpu_ms_per_call:.2f} ms through {s.transport}" for s in ab)
+            + " (the A/B below; the service ships aiohttp). "
+        )
+    if config.simulator_cpu is not None:
+        parts.append(
+            f"The simulator (answering every inquiry, on the load core) used "
+            f"{config.simulator_cpu * 100:.0f}% of a core"
+            + (
+                ": the load core was saturated, so the figure is a lower bound for the server. "
+                if len(w.cores) > 1 and w.cores[1] >= 0.9
+                else "; the load core was not saturated. "
+            )
+        )
+    if config.profile:
+        parts.append(
+            "Profile: " + _category_line(config.profile) + f"; stacks in `{config.profile_file}`."
+        )
+    return "".join(parts)
 
 
 # -- bounds ------------------------------------------------------------------------------------
@@ -245,12 +289,12 @@ def _registration_bound(r: "Results", database: str) -> str:
     trace = r.round_trips.get(database, {}).get("registration (webhooks off)")
     trips = f"{len(trace.round_trips)} database round trips" if trace else "its database work"
     line = (
-        f"- **Registration ({database}):** the service's own time is {trips} in two "
-        "transactions through the ORM (the `registering` row, committed before NICEPAY is "
-        "called, and the transition after it), the HTTP client's call to NICEPAY, request "
-        "validation and the JSON resource."
+        f"- **Registration ({database}):** the service's own time is {trips} through the "
+        "payments store (INSERT ... ON CONFLICT ... RETURNING of the `registering` row, "
+        "committed before NICEPAY is called, then one compare-and-set to `pending`), the "
+        "call to NICEPAY, request validation and the JSON resource."
     )
-    reg = next((x for x in r.registration if x.database == database), None)
+    reg = sections.registration(r, database)
     if reg and reg.profile:
         line += (
             " Profile of sequential registrations: "
@@ -339,7 +383,7 @@ def _method(r: "Results") -> list[str]:
         "- **Processes and cores.** Each server is a subprocess pinned with `taskset` to CPU 0: the "
         "service as it ships (`python -m app serve`: one uvicorn worker, uvloop, httptools, no access "
         "log), the yardsticks (bench/baseline.py) with the same uvicorn options. The load generators, "
-        "the NICEPAY simulator (`python -m simulator`) and the driver run on CPU 1. PostgreSQL is the "
+        "the NICEPAY simulator (`python -m simulator --no-access-log`) and the driver run on CPU 1. PostgreSQL is the "
         "machine's own server: the backends serving the bench database are moved to CPU 1 "
         "(`sched_setaffinity`) before each window; its shared processes (WAL writer, checkpointer) "
         "and any other tenant's processes stay unpinned.",
@@ -443,7 +487,7 @@ def _tables(r: "Results", base_rps: float) -> list[str]:
         ]
         for reg in r.registration:
             lines.append(
-                f"| {reg.database} | {len(reg.service)} | {ms(reg.p('service', 50))} / {ms(reg.p('service', 99))} "
+                f"| {reg.name} | {len(reg.service)} | {ms(reg.p('service', 50))} / {ms(reg.p('service', 99))} "
                 f"| {ms(reg.p('simulator', 50))} / {ms(reg.p('simulator', 99))} | {ms(reg.added_p50)} |"
             )
     if r.notes:
@@ -504,7 +548,7 @@ def _profiles(r: "Results") -> list[str]:
     lines += [
         "",
         "py-spy sampled the service (250 Hz, non-blocking: the process is never paused) during a "
-        "closed-loop window of first deposits, inquiry off. *Own* is where the CPU was when sampled "
+        "closed-loop window of first deposits. *Own* is where the CPU was when sampled "
         "(the innermost Python frame; C code counts to its caller); *on stack* is the share of "
         "samples a function was anywhere on the stack; code SQLAlchemy runs inside its greenlet bridge "
         "does not show its async callers, so app/ functions undercount the database work they "
@@ -537,7 +581,17 @@ def _profiles(r: "Results") -> list[str]:
             (n, s)
             for n, s in p.top(p.inclusive, 400)
             if any(
-                k in n for k in ("(app/", "session.py", "asyncpg/", "aiosqlite/", "persistence.py")
+                k in n
+                for k in (
+                    "(app/",
+                    "session.py",
+                    "asyncpg/",
+                    "aiosqlite/",
+                    "persistence.py",
+                    "httpx_aiohttp/",
+                    "aiohttp/client.py",
+                    "_client.py (httpx/",
+                )
             )
             and not any(k in n for k in _ENTRY_FRAMES)
             and not n.split(" (", 1)[0].endswith(".__call__")  # ASGI middleware: every request
@@ -559,8 +613,9 @@ def _rerun() -> list[str]:
         "## Re-running",
         "",
         "```",
-        "python -m bench                 # full run (~6-7 min here), rewrites docs/BENCHMARKS.md",
-        "python -m bench --quick --out /tmp/bench.md   # smoke test (~2 min)",
+        "python -m bench --before-ref 2ef0af7   # full run, the previous version side by side (~30 min)",
+        "python -m bench                 # full run without it (~25 min), rewrites docs/BENCHMARKS.md",
+        "python -m bench --quick --out /tmp/bench.md   # smoke test (~5 min)",
         "bench/run.sh                    # the same, with the project's venv",
         "python -m bench --report-only   # rewrite this page from the last run (~/.cache/nicepay-bench)",
         "```",

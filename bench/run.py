@@ -4,12 +4,18 @@ One run, in this order (each server a subprocess on CPU 0, everything else on CP
 1. database round trips per request, counted in-process on PostgreSQL and SQLite;
 2. the yardsticks (bench/baseline.py): wrk on the trivial endpoint and the cost ladder,
    and the open-loop rates on the trivial endpoint;
-3. per database (a throwaway PostgreSQL database; a temp SQLite file), per inquiry setting:
+3. the NICEPAY client's CPU per status inquiry by transport (bench/client_ab.py);
+4. per database (a throwaway PostgreSQL database; a temp SQLite file), per inquiry setting:
    a fresh simulator and the service (`python -m app serve`), then
    registration latency (service vs simulator; once per database, inquiry off),
    duplicates (wrk over already-paid payments), first deposits (wrk over a pool sized from
-   the duplicate rate), open-loop rates over fresh payments, and a py-spy profile (inquiry off);
-4. the report.
+   the duplicate rate), open-loop rates over fresh payments, and a py-spy profile;
+5. a grown database per engine (bench/grown.py: 1,000,000 payments, 3,000,000 ledger rows,
+   loaded in bulk; the hot queries' plans), the same windows on it without the open loop,
+   and on PostgreSQL the service's memory over 100,000 first deposits (bench/memory.py);
+6. with --before-ref REF: the service at that commit (bench/before_ref.py), inquiry off,
+   both databases;
+7. the report.
 
 Every push is checked afterwards in the ledger: each window lists what its pushes became.
 """
@@ -26,11 +32,15 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import uvloop
 
-from bench import procs, pushes, roundtrips, tools
+from bench import before_ref, procs, pushes, roundtrips, tools
+from bench import client_ab as client_ab_run
+from bench import grown as grown_db
+from bench import memory as memory_run
 from bench import profile as profiling
 from bench.http import Connection, closed_loop, fan_out, open_loop, percentile
 from bench.pushes import FORM, NOTIFY_PATH, PUSH_HEADERS, Registered
@@ -51,12 +61,19 @@ class Plan:
     registration_samples: int
     pool_cap: int
     profile_seconds: float
+    grown_payments: int  # bench/grown.py: loaded in bulk
+    grown_ledger: int
+    memory_pushes: int  # first deposits in the memory run (RSS sampled every memory_every)
+    memory_every: int
+    client_calls: int  # per NICEPAY client A/B measurement
     connections: int = 64  # wrk, closed loop
     open_loop_connections: int = 64
 
 
-FULL = Plan(5, 2, 5, 2, (250, 500, 1000), 300, 200, 20_000, 4)
-QUICK = Plan(1, 1, 1, 0.5, (100, 1000), 60, 20, 2_000, 1)
+FULL = Plan(
+    5, 2, 5, 2, (250, 500, 1000), 300, 200, 20_000, 4, 1_000_000, 3_000_000, 100_000, 10_000, 3_000
+)
+QUICK = Plan(1, 1, 1, 0.5, (100, 1000), 60, 20, 2_000, 1, 20_000, 60_000, 4_000, 1_000, 300)
 
 
 @dataclass
@@ -95,6 +112,16 @@ class RegistrationLatency:
     simulator: list[float]
     profile: profiling.Profile | None = None  # py-spy over sequential registrations
     profile_file: str | None = None
+    grown: bool = False
+    version: str = ""
+
+    @property
+    def name(self) -> str:
+        return (
+            self.database
+            + (", grown database" if self.grown else "")
+            + (f" [{self.version}]" if self.version else "")
+        )
 
     def p(self, which: str, q: float) -> float:
         return percentile(getattr(self, which), q)
@@ -108,16 +135,34 @@ class RegistrationLatency:
 class Config:
     database: str
     inquiry: bool
+    grown: bool = False  # on the database loaded by bench/grown.py
+    version: str = ""  # "" for this tree; "before (REF)" for --before-ref
     duplicates: Window | None = None
     first_deposits: Window | None = None
     open_loop: list[Window] = field(default_factory=list)
     profile: profiling.Profile | None = None
     profile_window: Window | None = None
     profile_file: str | None = None
+    simulator_cpu: float | None = None  # share of a core the simulator used, first deposits
 
     @property
     def name(self) -> str:
-        return f"{self.database}, inquiry {'on' if self.inquiry else 'off'}"
+        grown = ", grown database" if self.grown else ""
+        version = f" [{self.version}]" if self.version else ""
+        return f"{self.database}{grown}, inquiry {'on' if self.inquiry else 'off'}{version}"
+
+    @property
+    def slug(self) -> str:
+        return "-".join(
+            part
+            for part in (
+                self.database.lower(),
+                "grown" if self.grown else "",
+                "inquiry" if self.inquiry else "no-inquiry",
+                "before" if self.version else "",
+            )
+            if part
+        )
 
 
 @dataclass
@@ -135,6 +180,10 @@ class Results:
     round_trips: dict[str, dict[str, roundtrips.Trace]] = field(default_factory=dict)
     churn: roundtrips.Churn | None = None
     notes: list[str] = field(default_factory=list)
+    grown: list[grown_db.Load] = field(default_factory=list)
+    memory: memory_run.Memory | None = None
+    client_ab: list[client_ab_run.Sample] = field(default_factory=list)
+    before_ref: str | None = None
     finished: float = 0.0
     idle_cores: tuple[float, ...] = ()  # each core's busy share before the run started
 
@@ -323,14 +372,30 @@ class Bench:
                 self.results.baseline_open_loop.append(window)
                 _show(window)
 
-    async def config(self, url: str, database: str, inquiry: bool, registration: bool) -> None:
-        config = Config(database, inquiry)
+    async def config(
+        self,
+        url: str,
+        database: str,
+        inquiry: bool,
+        registration: bool,
+        *,
+        grown: bool = False,
+        before: "before_ref.Before | None" = None,
+        open_loop: bool = True,
+    ) -> Config:
+        """One service (this tree's, or the --before-ref tree's) on one database and one
+        inquiry setting: registration, duplicates, first deposits, open loop, profile."""
+        config = Config(database, inquiry, grown, before.label if before else "")
         self.results.configs.append(config)
         print(f"bench: {config.name}", flush=True)
         plan, tag = self.plan, f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
         sim_port, port = procs.free_port(), procs.free_port()
-        sim_argv = [sys.executable, "-m", "simulator", "--port", str(sim_port)]
+        sim_argv = [
+            sys.executable, "-m", "simulator", "--port", str(sim_port), "--no-access-log"
+        ]  # fmt: skip
+        root = before.root if before else procs.ROOT
         env = procs.python_env(
+            root,
             DATABASE_URL=url,
             NICEPAY_BASE_URL=f"http://127.0.0.1:{sim_port}",
             NICEPAY_ALLOWED_IPS="127.0.0.1/32",
@@ -342,8 +407,9 @@ class Bench:
             MERCHANT_WEBHOOK_URL="",
             APP_ENV="development",
         )
-        service_argv = [sys.executable, "-m", "app", "serve", "--port", str(port)]
-        name = f"{database.lower()}-{'inquiry' if inquiry else 'no-inquiry'}"
+        python = before.python if before else sys.executable
+        service_argv = [python, "-m", "app", "serve", "--port", str(port)]
+        name = config.slug
         async with (
             procs.server(
                 f"simulator-{name}",
@@ -353,7 +419,7 @@ class Bench:
                 env=procs.python_env(),
                 logs=self.logs,
                 ready_path="/sim/stats",
-            ),
+            ) as simulator,
             procs.server(
                 f"service-{name}",
                 service_argv,
@@ -362,12 +428,15 @@ class Bench:
                 env=env,
                 logs=self.logs,
                 ready_path="/readyz",
+                cwd=root,
             ) as service,
         ):
             if registration:
-                self.results.registration.append(
-                    await self.registration_latency(database, service, sim_port, f"{tag}r")
+                latency = await self.registration_latency(
+                    database, service, sim_port, f"{tag}r", profile=not before and not grown
                 )
+                latency.grown, latency.version = grown, config.version
+                self.results.registration.append(latency)
 
             async def pool(label: str, count: int) -> list[str]:
                 payments = await pushes.register_pool(port, f"{tag}{label}", count)
@@ -394,12 +463,14 @@ class Bench:
             size = min(plan.pool_cap, max(200, int(guess * plan.throughput_seconds * 1.5)))
             seconds = min(plan.throughput_seconds, size / guess / 1.2)
             fresh = await pool("t", size)
+            simulator_meter = procs.Meter(simulator.pid)
             config.first_deposits = await self.closed(
                 "first deposits", service, NOTIFY_PATH, fresh, seconds, url
             )
+            config.simulator_cpu = simulator_meter.stop()[0]
             _show(config.first_deposits)
             capacity = config.first_deposits.rps
-            for rate in plan.rates:
+            for rate in plan.rates if open_loop else ():
                 over = rate > capacity
                 n = int(rate * (plan.overload_seconds if over else plan.open_loop_seconds))
                 if over:  # bounded so the backlog drains in a few seconds
@@ -410,7 +481,7 @@ class Bench:
                 )
                 config.open_loop.append(window)
                 _show(window)
-            if not inquiry and self.results.py_spy:
+            if self.results.py_spy and not before and not grown:
                 await self.profile(
                     config,
                     service,
@@ -419,6 +490,92 @@ class Bench:
                         "p", min(plan.pool_cap, int(capacity * plan.profile_seconds * 1.5) + 100)
                     ),
                 )
+        return config
+
+    async def client_transports(self) -> None:
+        """CPU per status inquiry: httpx's own transport against the service's, same process
+        layout as the service (client on the server's core, the simulator on the load core)."""
+        print("bench: NICEPAY client, httpx's transport against aiohttp's", flush=True)
+        sim_port = procs.free_port()
+        sim_argv = [sys.executable, "-m", "simulator", "--port", str(sim_port), "--no-access-log"]
+        async with procs.server(
+            "simulator-client-ab",
+            sim_argv,
+            port=sim_port,
+            cpu=procs.LOAD_CPU,
+            env=procs.python_env(),
+            logs=self.logs,
+            ready_path="/sim/stats",
+        ):
+            for concurrency in (1, 64):
+                for transport in client_ab_run.TRANSPORTS:
+                    sample = await asyncio.to_thread(
+                        client_ab_run.run,
+                        sys.executable,
+                        sim_port,
+                        transport,
+                        concurrency,
+                        self.plan.client_calls,
+                    )
+                    self.results.client_ab.append(sample)
+                    print(
+                        f"  {transport:<8} concurrency {concurrency:>3}: "
+                        f"{sample.cpu_ms_per_call:.2f} ms CPU/call, {sample.calls_per_second:,.0f} calls/s",
+                        flush=True,
+                    )
+
+    async def grown(self, url: str, database: str) -> grown_db.Load:
+        plan = self.plan
+        print(
+            f"bench: loading {plan.grown_payments:,} payments and {plan.grown_ledger:,} ledger "
+            f"rows into {database}",
+            flush=True,
+        )
+        load = await grown_db.load(url, plan.grown_payments, plan.grown_ledger, plan.memory_pushes)
+        self.results.grown.append(load)
+        print(f"  loaded in {load.seconds:.0f} s; not index-backed: {load.unindexed}", flush=True)
+        return load
+
+    async def memory(self, url: str, database: str) -> None:
+        """RSS of the service over memory_pushes first deposits (the grown database's pending
+        payments), inquiry off: every push a full write; sampled every memory_every."""
+        plan = self.plan
+        setting = f"{database}, grown database, inquiry off"
+        print(f"bench: memory over {plan.memory_pushes:,} first deposits ({setting})", flush=True)
+        from app.nicepay.wib import now_utc
+
+        now = now_utc()
+        forms = await asyncio.to_thread(
+            grown_db.deposit_forms,
+            1,
+            plan.memory_pushes,
+            now - timedelta(hours=2),
+            now + timedelta(days=1),
+        )
+        port = procs.free_port()
+        env = procs.python_env(
+            DATABASE_URL=url,
+            NICEPAY_BASE_URL="http://127.0.0.1:9",  # never called: inquiry off
+            NICEPAY_ALLOWED_IPS="127.0.0.1/32",
+            STOREFRONT_API_KEYS=pushes.STOREFRONT_KEY,
+            NICEPAY_VERIFY_WITH_INQUIRY="false",
+            LOG_LEVEL="WARNING",
+            RECONCILE_INTERVAL_SECONDS="0",
+            MERCHANT_WEBHOOK_URL="",
+            APP_ENV="development",
+        )
+        argv = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+        async with procs.server(
+            "service-memory", argv, port=port, cpu=procs.SERVER_CPU, env=env, logs=self.logs,
+            ready_path="/readyz",
+        ) as service:  # fmt: skip
+            before = await procs.outcomes(url)
+            async with procs.backends_pinned(url, procs.LOAD_CPU):
+                result = await memory_run.measure(
+                    setting, port, service.pid, forms, plan.memory_every
+                )
+            result.outcomes = _delta(before, await procs.outcomes(url))
+        self.results.memory = result
 
     async def _sampling(
         self, server: procs.Server, name: str
@@ -436,7 +593,10 @@ class Bench:
         self, config: Config, service: procs.Server, url: str, bodies: list[str]
     ) -> None:
         seconds = self.plan.profile_seconds
-        sampler, out = await self._sampling(service, f"{config.database.lower()}-notification")
+        sampler, out = await self._sampling(
+            service,
+            f"{config.database.lower()}-notification" + ("-inquiry" if config.inquiry else ""),
+        )
         config.profile_window = await self.closed(
             "first deposits under py-spy", service, NOTIFY_PATH, bodies, seconds, url
         )
@@ -445,7 +605,7 @@ class Bench:
             self.results.notes.append(f"py-spy wrote no profile for {config.name}")
 
     async def registration_latency(
-        self, database: str, server: procs.Server, sim_port: int, tag: str
+        self, database: str, server: procs.Server, sim_port: int, tag: str, profile: bool = True
     ) -> RegistrationLatency:
         """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator;
         then, with py-spy attached, sequential registrations alone (where the time goes)."""
@@ -479,7 +639,7 @@ class Bench:
         finally:
             await service.close()
             await simulator.close()
-        if self.results.py_spy:
+        if self.results.py_spy and profile:
             await self.profile_registrations(result, server, f"{tag}p")
         print(
             f"  registration p50 service {result.p('service', 50) * 1000:.2f} ms, "
@@ -595,13 +755,47 @@ async def run(args: argparse.Namespace) -> Results:
                 await asyncio.to_thread(procs.migrate, pg_url, bench.logs)
                 await bench.count_round_trips(pg_url, "PostgreSQL")
                 await bench.baseline(pg_url)
+                await bench.client_transports()
                 for inquiry in (False, True):
                     await bench.config(pg_url, "PostgreSQL", inquiry, registration=not inquiry)
+            async with procs.postgres_database() as grown_url:
+                await asyncio.to_thread(procs.migrate, grown_url, bench.logs)
+                await bench.grown(grown_url, "PostgreSQL")
+                for inquiry in (False, True):
+                    await bench.config(
+                        grown_url, "PostgreSQL", inquiry, not inquiry, grown=True, open_loop=False
+                    )
+                await bench.memory(grown_url, "PostgreSQL")
             with procs.sqlite_database(work) as sqlite_url:
                 await asyncio.to_thread(procs.migrate, sqlite_url, bench.logs)
                 await bench.count_round_trips(sqlite_url, "SQLite")
                 for inquiry in (False, True):
                     await bench.config(sqlite_url, "SQLite", inquiry, registration=not inquiry)
+            (work / "grown").mkdir()
+            with procs.sqlite_database(work / "grown") as grown_sqlite:
+                await asyncio.to_thread(procs.migrate, grown_sqlite, bench.logs)
+                await bench.grown(grown_sqlite, "SQLite")
+                await bench.config(
+                    grown_sqlite, "SQLite", False, registration=True, grown=True, open_loop=False
+                )
+            if args.before_ref:
+                before = await asyncio.to_thread(before_ref.prepare, args.before_ref)
+                results.before_ref = f"{before.ref} ({before.commit[:12]})"
+                async with procs.postgres_database() as old_pg:
+                    await asyncio.to_thread(
+                        procs.migrate, old_pg, bench.logs, before.root, before.python
+                    )
+                    await bench.config(
+                        old_pg, "PostgreSQL", False, True, before=before, open_loop=False
+                    )
+                (work / "before").mkdir()
+                with procs.sqlite_database(work / "before") as old_lite:
+                    await asyncio.to_thread(
+                        procs.migrate, old_lite, bench.logs, before.root, before.python
+                    )
+                    await bench.config(
+                        old_lite, "SQLite", False, True, before=before, open_loop=False
+                    )
         except BaseException:
             _keep_logs(bench.logs)
             raise
@@ -621,7 +815,9 @@ def _keep_logs(logs: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows: a smoke test (~2 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short windows, small sizes: a smoke test (~5 min)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -636,6 +832,13 @@ def main(argv: list[str] | None = None) -> None:
         help="open-loop rates in req/s (default 250 500 1000)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument(
+        "--before-ref",
+        metavar="REF",
+        help="also measure the service at git commit REF (its own tree and venv, in the bench "
+        "cache): registration and the notification windows, inquiry off, both databases, "
+        "side by side in the report",
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",

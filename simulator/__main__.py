@@ -26,11 +26,16 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("SIM_MERCHANT_KEY", SANDBOX_MERCHANT_KEY),
         help="merchant key for tokens (env SIM_MERCHANT_KEY; default the public sandbox key)",
     )
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no line per request (the benchmark: logging is most of a small request's cost)",
+    )
     args = parser.parse_args(argv)
     app = create_simulator(imid=args.imid, merchant_key=args.merchant_key)
     # The key is never printed: only the iMid and where to reach the simulator.
     print(f"NICEPAY simulator for iMid {args.imid} on http://{args.host}:{args.port}")
-    uvicorn.run(app, host=args.host, port=args.port)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=not args.no_access_log)
 
 
 if __name__ == "__main__":

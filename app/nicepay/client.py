@@ -5,7 +5,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -64,22 +64,57 @@ def parse_body(text: str) -> dict[str, Any]:
 CallObserver = Callable[[str, float, str], None]
 
 
+class Answer(NamedTuple):
+    status: int
+    text: str
+
+
+class FormPoster(Protocol):
+    """Sends one form to NICEPAY: the answer, or NicepayUnavailable when none came."""
+
+    async def post_form(self, path: str, form: dict[str, str]) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxPoster:
+    """Over an httpx client: what the tests inject (httpx's mock and ASGI transports)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def post_form(self, path: str, form: dict[str, str]) -> Answer:
+        try:
+            response = await self._http.post(path, data=form)
+        except httpx.TimeoutException as exc:
+            raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
+        except httpx.HTTPError as exc:
+            raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
+        return Answer(response.status_code, response.text)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
 class NicepayClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | FormPoster,
         *,
         imid: str,
         merchant_key: str,
         observe: CallObserver | None = None,
         deadline_seconds: float = 30.0,
     ) -> None:
-        self._http = http
-        # httpx times each read; this bounds the whole call (a trickling answer included).
+        self._poster = HttpxPoster(http) if isinstance(http, httpx.AsyncClient) else http
+        # The poster times each read; this bounds the whole call (a trickling answer included).
         self._deadline = deadline_seconds
         self.imid = imid
         self._key = merchant_key
         self._observe = observe
+
+    async def aclose(self) -> None:
+        await self._poster.aclose()
 
     async def register(self, request: RegistrationRequest) -> RegistrationResponse:
         return await self._call(REGISTER_PATH, request, RegistrationResponse)
@@ -116,25 +151,19 @@ class NicepayClient:
         try:
             try:
                 async with asyncio.timeout(self._deadline):
-                    response = await self._http.post(path, data=form)
-            except (httpx.TimeoutException, TimeoutError) as exc:
+                    answer = await self._poster.post_form(path, form)
+            except TimeoutError as exc:
                 raise NicepayUnavailable(
                     f"timed out ({type(exc).__name__})", timed_out=True
                 ) from exc
-            except httpx.HTTPError as exc:
-                raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
-            if response.status_code >= 500:
-                raise NicepayUnavailable(f"HTTP {response.status_code}")
+            if answer.status >= 500:
+                raise NicepayUnavailable(f"HTTP {answer.status}")
             try:
-                body = parse_body(response.text)
+                body = parse_body(answer.text)
                 parsed = model.model_validate(body)
             except (ValueError, ValidationError) as exc:
-                log.warning(
-                    "unparseable NICEPAY answer from %s (HTTP %s)", path, response.status_code
-                )
-                raise NicepayUnavailable(
-                    f"unparseable answer (HTTP {response.status_code})"
-                ) from exc
+                log.warning("unparseable NICEPAY answer from %s (HTTP %s)", path, answer.status)
+                raise NicepayUnavailable(f"unparseable answer (HTTP {answer.status})") from exc
             result_cd = str(body.get("resultCd") or "missing")
             if result_cd != RESULT_OK:
                 raise NicepayError(result_cd, str(body.get("resultMsg") or ""))
