@@ -101,6 +101,15 @@ class PaymentEvent(Base):
         ),
         # The console's overview: changes of one type over a time range.
         Index("ix_payment_events_type_at", "type", "at"),
+        # The same quarantined push, however often it is sent, is one event (and one webhook).
+        Index(
+            "uq_payment_events_payment_id_dedupe_key",
+            "payment_id",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+            sqlite_where=text("dedupe_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -111,6 +120,7 @@ class PaymentEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notification_id: Mapped[int | None] = mapped_column(Integer)  # the ledger row behind it
     actor: Mapped[str | None] = mapped_column(String(64))  # the operator, for source operator
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))  # a quarantined push's identity
 
 
 class Notification(Base):

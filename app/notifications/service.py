@@ -11,6 +11,7 @@ decided again from a fresh read. The reply goes out only after that write has co
 import hashlib
 import hmac
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,15 +107,34 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+# Anything shaped like a merchantToken (64 hex digits, SHA-256) is kept only as a digest,
+# whatever field it came in: a misspelled name, a value, a name made of a whole body.
+_TOKEN_LIKE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _no_token(text: str) -> str:
+    if len(text) < 64:  # the usual field: nothing to search
+        return text
+    return _TOKEN_LIKE.sub(lambda m: "sha256:" + token_digest(m.group(0))[:16], text)
+
+
 def split_token(fields: dict[str, str]) -> tuple[dict[str, str], str | None]:
-    """The fields without merchantToken (capped, for the ledger) and the token's digest."""
+    """The fields without merchantToken (capped, tokens digested, for the ledger) and the
+    token's digest."""
     token = fields.get("merchantToken")
     kept = {
-        printable(k)[:64]: printable(v)[:MAX_VALUE]
+        printable(_no_token(k))[:64]: printable(_no_token(v))[:MAX_VALUE]
         for k, v in list(fields.items())[:MAX_FIELDS]
         if k != "merchantToken"
     }
     return kept, token_digest(token) if token else None
+
+
+def fingerprint(fields: dict[str, str]) -> dict[str, str]:
+    """What a push refused for its source or its size leaves in the ledger: how many fields
+    it had and a digest of them, not what it carried (a stranger's payload is not kept)."""
+    canonical = "&".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    return {"_fields": str(len(fields)), "_sha256": token_digest(canonical)}
 
 
 class NotificationService:
@@ -284,7 +304,9 @@ class NotificationService:
         if outcome is Outcome.QUARANTINED and payment is not None:
             reason = decision.reason or "quarantined"
             quarantine = (payment, reason, EventSource.NOTIFICATION, inbound.received_at)
-        written = await self.store.record(ledger=ledger, quarantine=quarantine)
+        written = await self.store.record(
+            ledger=ledger, quarantine=quarantine, dedupe_key=_same_push(inbound, decision)
+        )
         assert written is not None  # no compare-and-set: the ledger insert always happens
         if outcome is Outcome.QUARANTINED:
             log.warning(
@@ -298,6 +320,10 @@ class NotificationService:
         self, inbound: Inbound, checks: dict[str, str], http_status: int, reason: str
     ) -> Reply:
         ledger = inbound.ledger_row(checks, Outcome.REJECTED, http_status, reason)
+        if checks.get("ip") == "fail" or checks.get("size") == "fail":
+            # A small, fixed-size record: the capped identifiers, not the payload.
+            ledger["fields"] = fingerprint(inbound.fields)
+            ledger["user_agent"] = (ledger["user_agent"] or "")[:64] or None
         written = await self.store.record(ledger=ledger)
         assert written is not None
         log.warning(
@@ -307,6 +333,14 @@ class NotificationService:
             extra={"client_ip": str(inbound.client_ip)},
         )
         return Reply(http_status, reason, Outcome.REJECTED, written.notification_id)
+
+
+def _same_push(inbound: Inbound, decision: Decision) -> str:
+    """A quarantined push's identity: its token (tXid and amt), status and what was wrong.
+    Copies of it are set aside once (one event, one webhook), each still in the ledger."""
+    f = inbound.fields
+    identity = f"{inbound.token_digest}|{f.get('status', '')}|{decision.reason}"
+    return token_digest(identity)[:32]
 
 
 def _fail(checks: dict[str, str], check: str, http_status: int, reason: str) -> tuple[int, str]:

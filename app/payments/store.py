@@ -52,7 +52,16 @@ PAYMENTS, LEDGER, EVENTS, OUTBOX = (
     for model in (Payment, Notification, PaymentEvent, WebhookEvent)
 )
 LEDGER_COLUMNS = tuple(c.name for c in LEDGER.c if c.name != "id")
-EVENT_COLUMNS = ("payment_id", "type", "source", "at", "detail", "notification_id", "actor")
+EVENT_COLUMNS = (
+    "payment_id",
+    "type",
+    "source",
+    "at",
+    "detail",
+    "notification_id",
+    "actor",
+    "dedupe_key",
+)
 OUTBOX_COLUMNS = tuple(c.name for c in OUTBOX.c if c.name != "id")
 PAYMENT_COLUMNS = tuple(c.name for c in PAYMENTS.c if c.name != "id")
 # Matched with `=` (indexed); every other matched column with IS NOT DISTINCT FROM (NULLs).
@@ -177,6 +186,13 @@ def _cas(match: Sequence[str], columns: Sequence[str]) -> Any:
     )
 
 
+def _insert_event(statement: Any) -> Any:
+    """An event INSERT that skips a repeat of the same quarantined push (dedupe_key)."""
+    return statement.on_conflict_do_nothing(
+        index_elements=["payment_id", "dedupe_key"], index_where=EVENTS.c.dedupe_key.isnot(None)
+    )
+
+
 def _resolve() -> Any:
     return (
         update(LEDGER)
@@ -290,15 +306,21 @@ class PaymentStore:
         quarantine: tuple[Row, str, EventSource, datetime] | None = None,
         resolve: tuple[int, datetime] | None = None,
         notification_id: int | None = None,
+        dedupe_key: str | None = None,
     ) -> Written | None:
         """A write that moves no payment: a ledger row and/or a `quarantined` event on
-        (payment, reason, source, at). None only when `resolve` found the row resolved."""
+        (payment, reason, source, at). None only when `resolve` found the row resolved.
+
+        `dedupe_key` names the push behind a quarantine: a second event (and webhook) with
+        the same key for the same payment is not written (a unique index says so), while the
+        ledger row of every copy still is."""
         event = outbox = None
         if quarantine is not None:
             payment, reason, source, at = quarantine
             event = self.event(
                 payment["id"], QUARANTINED, source, at, {"reason": reason}, notification_id
             )
+            event["dedupe_key"] = dedupe_key
             outbox = await self._outbox(payment, event)
         return await self.write(Write(ledger=ledger, event=event, outbox=outbox, resolve=resolve))
 
@@ -322,6 +344,7 @@ class PaymentStore:
             "detail": detail,
             "notification_id": notification_id,
             "actor": actor,
+            "dedupe_key": None,
         }
 
     async def audit(self, payment_id: int, actor: str, detail: dict[str, Any]) -> None:
@@ -410,9 +433,10 @@ class PostgresStore(PaymentStore):
             if led is not None:
                 event["notification_id"] = led.c.id
             query = rows(event, led if led is not None else source)
-            parts.append(insert(EVENTS).from_select(EVENT_COLUMNS, query).cte("ev"))
-        if with_outbox:
-            outbox = rows(_binds(OUTBOX, "o_", OUTBOX_COLUMNS), source)
+            ev = _insert_event(postgresql.insert(EVENTS).from_select(EVENT_COLUMNS, query))
+            parts.append(ev.returning(EVENTS.c.id).cte("ev"))
+        if with_outbox:  # only with an event: none when the event was a repeat
+            outbox = rows(_binds(OUTBOX, "o_", OUTBOX_COLUMNS), parts[-1])
             parts.append(insert(OUTBOX).from_select(OUTBOX_COLUMNS, outbox).cte("ob"))
         # One row of ids (ledger, payment, resolved row: those written), or none at all when
         # the compare-and-set or the resolve matched nothing.
@@ -531,7 +555,11 @@ class SqliteStore(PaymentStore):
             resolve=Compiled.of(_resolve(), d) if with_resolve else None,
             cas=Compiled.of(_cas(*change), d) if change else None,
             ledger=plain_insert(LEDGER, "l_", LEDGER_COLUMNS) if with_ledger else None,
-            event=plain_insert(EVENTS, "e_", EVENT_COLUMNS) if with_event else None,
+            event=Compiled.of(
+                _insert_event(sqlite.insert(EVENTS).values(_binds(EVENTS, "e_", EVENT_COLUMNS))), d
+            )
+            if with_event
+            else None,
             outbox=plain_insert(OUTBOX, "o_", OUTBOX_COLUMNS) if with_outbox else None,
         )
 
@@ -594,9 +622,10 @@ class SqliteStore(PaymentStore):
                 if statements.ledger:
                     ledger_id = db.execute(*_sql(statements.ledger, params)).lastrowid
                     params["e_notification_id"] = ledger_id
-                for extra in (statements.event, statements.outbox):
-                    if extra:
-                        db.execute(*_sql(extra, params))
+                if statements.event:
+                    written = db.execute(*_sql(statements.event, params)).rowcount
+                    if statements.outbox and written:  # none for a repeated quarantine
+                        db.execute(*_sql(statements.outbox, params))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:

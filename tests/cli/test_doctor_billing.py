@@ -11,7 +11,8 @@ PRODUCTION: dict[str, Any] = {
     "nicepay_imid": "MERCHANT01",
     "nicepay_merchant_key": "a-real-looking-merchant-key-5f1e9c",
     "nicepay_base_url": "https://www.nicepay.co.id",
-    "storefront_api_keys": "storefront-key-0c8a1f6e2d",
+    "storefront_api_keys": "storefront-key-0c8a1f6e2d-7b3d9e1f4a6c",
+    "public_base_url": "https://shop.example.co.id",
 }
 
 

@@ -1,8 +1,7 @@
 """What refused and repeated pushes may leave behind (SQLite and PostgreSQL): the query string
 is capped like the body (414, nothing stored); a refused push leaves a small fixed-size record;
 a token is stored as a digest whatever its field name; the same quarantined push sent again is
-recorded once. The last three land with the payments store (issue 11/14): marked xfail(strict)
-until then, so they fail loudly the day they start passing.
+recorded once.
 """
 
 import json
@@ -19,9 +18,6 @@ from tests.conftest import NICEPAY_IP, Stack, StackFactory
 from tests.procs import RAW_TOKENS
 
 URL = "/api/v1/nicepay/notifications"
-LANDS_WITH_THE_STORE = pytest.mark.xfail(
-    strict=True, reason="issue 14: lands with the payments store"
-)
 WEBHOOK_SECRET = "whsec_cmVmdXNlZC1wdXNoZXMtd2ViaG9vay1zZWNyZXQ="
 
 
@@ -93,7 +89,6 @@ async def test_the_query_cap_is_a_setting(stack_factory: StackFactory) -> None:
 # --- finding 1: a refused push leaves a small record -----------------------------------------
 
 
-@LANDS_WITH_THE_STORE
 async def test_a_push_refused_for_its_ip_leaves_a_small_fixed_size_record(stack: Stack) -> None:
     """100 fields of 150 bytes from an address outside the allowlist: the ledger keeps the
     reason, the peer and a digest, not the 15 KB the client sent."""
@@ -111,7 +106,6 @@ async def test_a_push_refused_for_its_ip_leaves_a_small_fixed_size_record(stack:
 # --- finding 2: a token under any name is a digest --------------------------------------------
 
 
-@LANDS_WITH_THE_STORE
 @pytest.mark.parametrize(
     "name", ["merchanttoken", "MerchantToken", "merchantToken ", "merchantToken[]", "MERCHANTTOKEN"]
 )
@@ -132,8 +126,8 @@ async def test_a_token_under_a_misspelled_name_is_never_stored_raw(stack: Stack,
         "json",
         "broken-form",
         "binary",
-        pytest.param("semicolons", marks=LANDS_WITH_THE_STORE),
-        pytest.param("in-a-value", marks=LANDS_WITH_THE_STORE),
+        "semicolons",
+        "in-a-value",
     ],
 )
 async def test_a_token_in_an_unparseable_body_is_never_stored_raw(stack: Stack, shape: str) -> None:
@@ -157,7 +151,6 @@ async def test_a_token_in_an_unparseable_body_is_never_stored_raw(stack: Stack, 
 # --- finding 9: the same quarantined push, once -----------------------------------------------
 
 
-@LANDS_WITH_THE_STORE
 async def test_the_same_quarantined_push_sent_again_is_recorded_once(
     stack_factory: StackFactory,
 ) -> None:
