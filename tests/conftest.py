@@ -32,7 +32,14 @@ PG_ADMIN_URL = os.environ.get(
 )
 STOREFRONT_KEY = "test-storefront-key"
 NICEPAY_IP = "103.20.51.10"  # inside NICEPAY's allowlist
-TABLES = ("webhook_attempts", "webhook_events", "payment_events", "notifications", "payments")
+TABLES = (
+    "webhook_attempts",
+    "webhook_events",
+    "payment_events",
+    "notifications",
+    "payments",
+    "inquiry_rate",
+)
 
 
 def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:

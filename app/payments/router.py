@@ -6,9 +6,11 @@ from fastapi import APIRouter, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from app.deps import SettingsDep, service, storefront_key
+from app.errors import NotFound
 from app.models import EventSource
 from app.payments.schemas import REFERENCE_PATTERN, PaymentCreate, PaymentRead
 from app.payments.service import PaymentService
+from app.reconcile import Reconciler
 
 ReferenceNo = Annotated[str, Path(pattern=REFERENCE_PATTERN, examples=["ORD-1001"])]
 
@@ -18,12 +20,14 @@ router = APIRouter(
     dependencies=[storefront_key],
 )
 Payments = Annotated[PaymentService, service("payments")]
+Reconcile = Annotated[Reconciler, service("reconciler")]
 
 _ERROR: dict[str, Any] = {"content": {"application/json": {}}}
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Body is not decodable JSON", **_ERROR},
     401: {"description": "Missing or wrong bearer key", **_ERROR},
     404: {"description": "Unknown reference_no", **_ERROR},
+    429: {"description": "Asked again too soon (`Retry-After`)", **_ERROR},
     409: {"description": "reference_no reused with another body, or wrong status", **_ERROR},
     502: {"description": "NICEPAY answered with an error (`nicepay_code`)", **_ERROR},
     503: {"description": "Database unavailable (or past its deadline); retry", **_ERROR},
@@ -69,3 +73,21 @@ async def get_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentR
 )
 async def cancel_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentRead:
     return await payments.cancel(reference_no, EventSource.API)
+
+
+@router.post(
+    "/{reference_no}/refresh",
+    name="refresh_payment",
+    response_model=PaymentRead,
+    responses=ERRORS,
+    summary="Ask NICEPAY now",
+)
+async def refresh_payment(
+    reference_no: ReferenceNo, payments: Payments, reconciler: Reconcile
+) -> PaymentRead:
+    """One status inquiry now, applied as the reconciler would (a lost push is healed at
+    once); rate-limited per payment (429 with Retry-After)."""
+    payment = await payments.store.payment_by_reference(reference_no)
+    if payment is None:
+        raise NotFound(f"no payment with reference_no {reference_no!r}")
+    return await payments.resource(await reconciler.refresh(payment))

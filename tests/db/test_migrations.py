@@ -8,7 +8,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import migrate, postgres_database
 
-TABLES = {"payments", "payment_events", "notifications", "webhook_events", "webhook_attempts"}
+TABLES = {
+    "payments",
+    "payment_events",
+    "notifications",
+    "webhook_events",
+    "webhook_attempts",
+    "inquiry_rate",
+}
 
 
 async def _tables(url: str) -> set[str]:

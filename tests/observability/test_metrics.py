@@ -4,6 +4,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.nicepay.codes import NotificationStatus
 from tests.conftest import Stack
+from tests.reconcile.test_sweep import soon
 
 DEPOSIT = NotificationStatus.DEPOSIT
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -37,7 +38,7 @@ async def test_counters_move_with_traffic(stack: Stack) -> None:
         forged = {**form, "merchantToken": "0" * 64}
         response = await nicepay.post("/api/v1/nicepay/notifications", data=forged)
     assert response.status_code == 403
-    assert (await stack.services.reconciler.sweep()).healed == 1
+    assert (await stack.services.reconciler.sweep(now=soon())).healed == 1
 
     after = await scrape(stack)
     assert moved(before, after, "cvs_registrations_total", result="registered") == 2
