@@ -58,6 +58,7 @@ class Payment(Base):
         Index(
             "ix_payments_due_checks",
             "next_check_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

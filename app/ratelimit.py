@@ -14,6 +14,7 @@ instead of waiting.
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
@@ -57,14 +58,21 @@ class InquiryCap:
             .where(row.second == second, row.used < self.per_second)
             .values(used=row.used + 1)
         )
-        async with self.engine.begin() as connection:
-            if (await connection.execute(bump)).rowcount == 1:
-                return True
+        if await self._bump(bump):
+            return True
         try:
             async with self.engine.begin() as connection:
                 await connection.execute(insert(RATE).values(second=second, used=1))
                 await connection.execute(delete(RATE).where(row.second < second - KEEP_SECONDS))
             return True
         except IntegrityError:  # another replica made the row first: spend from it
-            async with self.engine.begin() as connection:
-                return (await connection.execute(bump)).rowcount == 1
+            return await self._bump(bump)
+
+    async def _bump(self, bump: Any) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            # One statement, autocommitted: one round trip.
+            async with self.engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return (await autocommit.execute(bump)).rowcount == 1
+        async with self.engine.begin() as connection:
+            return (await connection.execute(bump)).rowcount == 1

@@ -97,6 +97,17 @@ class Backlog:
     oldest_overdue_seconds: float  # how long the most overdue of them has waited
 
 
+def due_checks(now: datetime) -> Any:
+    """The sweep's claim query: pending codes whose check is due, most overdue first. It
+    walks the partial index ix_payments_due_checks (docs/BENCHMARKS.md shows the plan at a
+    million pending codes)."""
+    return (
+        select(Payment.id)
+        .where(Payment.status == S.PENDING, Payment.next_check_at <= now)
+        .order_by(Payment.next_check_at, Payment.id)
+    )
+
+
 class Reconciler:
     """Sweeps: candidates are read with the ORM, every change is written by the store."""
 
@@ -285,11 +296,7 @@ class Reconciler:
                 return await self._check(payment_id, report, now)
 
         for _ in range(MAX_ROUNDS):
-            ids = await self._ids(
-                select(Payment.id)
-                .where(Payment.status == S.PENDING, Payment.next_check_at <= now)
-                .order_by(Payment.next_check_at, Payment.id)
-            )
+            ids = await self._ids(due_checks(now))
             # A TaskGroup, not gather: if one check crashes, its siblings stop with it.
             async with asyncio.TaskGroup() as group:
                 checks = [group.create_task(one(payment_id)) for payment_id in ids]

@@ -36,7 +36,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_payments_due_checks",
         "payments",
-        ["next_check_at"],
+        ["next_check_at", "id"],
         postgresql_where=PENDING,
         sqlite_where=PENDING,
     )
