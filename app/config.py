@@ -1,7 +1,7 @@
 """Settings, from the environment and a `.env` file (names as in API.md)."""
 
 from datetime import timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Literal
 
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         """The longest a whole request may take: a NICEPAY call and a few database waits."""
         return self.nicepay_deadline_seconds + 3 * self.database_timeout_seconds
 
-    @property
+    @cached_property
     def check_schedule(self) -> Schedule:
         return Schedule(
             parse_offsets(self.reconcile_schedule),
