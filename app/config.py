@@ -1,7 +1,7 @@
 """Settings, from the environment and a `.env` file (names as in API.md)."""
 
 from datetime import timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.nicepay.codes import Store
+from app.schedule import Schedule, parse_offsets
 
 # Published by NICEPAY in every sample and SDK; sandbox only (REFERENCE.md §0).
 SANDBOX_IMID = "IONPAYTEST"
@@ -106,6 +107,16 @@ class Settings(BaseSettings):
 
     reconcile_interval_seconds: float = Field(default=300, ge=0)
     reconcile_batch_size: int = 100
+    # The inquiry budget of an unpaid code (app/schedule.py): checks after registration, one
+    # after the expiry (+ margin), late re-checks while still unpaid; at most BUDGET in all.
+    reconcile_schedule: CommaList = Field(default_factory=lambda: ["10m", "1h", "6h"])
+    reconcile_expiry_margin_seconds: float = Field(default=120, ge=0)
+    reconcile_late_checks: CommaList = Field(default_factory=lambda: ["30m", "2h"])
+    reconcile_budget: int = Field(default=4, ge=1)
+    # Sweep inquiries per second, all replicas together (0: no cap).
+    reconcile_max_inquiries_per_second: int = Field(default=10, ge=0)
+    # POST .../refresh: at most one inquiry per payment this often.
+    refresh_min_interval_seconds: float = Field(default=30, ge=0)
 
     # The HTTP server's guards (app/server.py): a client must send a request's headers within
     # the first deadline and its body within the second; connections beyond the bound are
@@ -129,10 +140,22 @@ class Settings(BaseSettings):
             return [_network(v, str(info.field_name).upper()) for v in value]
         return value
 
-    @field_validator("storefront_api_keys", "cvs_enabled_stores", mode="before")
+    @field_validator(
+        "storefront_api_keys",
+        "cvs_enabled_stores",
+        "reconcile_schedule",
+        "reconcile_late_checks",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("reconcile_schedule", "reconcile_late_checks")
+    @classmethod
+    def _offsets(cls, value: list[str]) -> list[str]:
+        parse_offsets(value)  # a clear error at start-up, not at the first sweep
+        return value
 
     @model_validator(mode="after")
     def _production_is_safe(self) -> "Settings":
@@ -199,6 +222,15 @@ class Settings(BaseSettings):
     def request_deadline_seconds(self) -> float:
         """The longest a whole request may take: a NICEPAY call and a few database waits."""
         return self.nicepay_deadline_seconds + 3 * self.database_timeout_seconds
+
+    @cached_property
+    def check_schedule(self) -> Schedule:
+        return Schedule(
+            parse_offsets(self.reconcile_schedule),
+            timedelta(seconds=self.reconcile_expiry_margin_seconds),
+            parse_offsets(self.reconcile_late_checks),
+            self.reconcile_budget,
+        )
 
     @property
     def registration_surely_over(self) -> timedelta:

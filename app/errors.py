@@ -99,6 +99,19 @@ class DeliveryInProgress(Conflict):
     error = "delivery_in_progress"
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    error = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+    def response(self) -> JSONResponse:
+        headers = {"Retry-After": str(self.retry_after)}
+        return JSONResponse(self.body(), status_code=self.status_code, headers=headers)
+
+
 class NicepayRejected(AppError):
     status_code = 502
     error = "nicepay_error"

@@ -107,7 +107,7 @@ async def open_services(
                 webhook_http,
                 payments=PaymentService(settings, store, nicepay),
                 notifications=NotificationService(settings, store, nicepay),
-                reconciler=Reconciler(settings, store, nicepay, sessions),
+                reconciler=Reconciler(settings, store, nicepay, sessions, engine),
             )
         finally:
             await store.close()

@@ -22,6 +22,18 @@ RECONCILE = Counter("reconcile_payments_total", "Reconciled payments, by outcome
 RECONCILE_LAST_SWEEP = Gauge(
     "reconcile_last_sweep_timestamp_seconds", "When the last reconcile sweep finished (Unix time)"
 )
+INQUIRIES = Counter(
+    "nicepay_inquiries_total",
+    "Status inquiries asked of NICEPAY, by reason (push_confirmation, schedule, expiry, refresh)",
+    ["reason"],
+)
+RECONCILE_BACKLOG = Gauge(
+    "reconcile_backlog", "Scheduled status checks due but not yet done (at the last sweep's start)"
+)
+RECONCILE_OLDEST_OVERDUE = Gauge(
+    "reconcile_oldest_overdue_seconds",
+    "How long the most overdue scheduled check had waited (at the last sweep's start)",
+)
 TRANSITIONS = Counter("payment_transitions_total", "Payment state changes, by new status", ["to"])
 WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries_total", "Outbound webhook attempts, by result", ["result"]

@@ -54,6 +54,16 @@ class Outcome(StrEnum):
 
 class Payment(Base):
     __tablename__ = "payments"
+    __table_args__ = (
+        # The sweep's claim: pending codes whose next check is due, most overdue first.
+        Index(
+            "ix_payments_due_checks",
+            "next_check_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference_no: Mapped[str] = mapped_column(String(40), unique=True)
@@ -71,7 +81,12 @@ class Payment(Base):
     nicepay_result_cd: Mapped[str | None] = mapped_column(String(8))
     nicepay_result_msg: Mapped[str | None] = mapped_column(String(255))
     registration_attempted_at: Mapped[datetime | None] = mapped_column(Moment)
-    next_check_at: Mapped[datetime | None] = mapped_column(Moment, index=True)
+    # The next scheduled status inquiry (app/schedule.py); NULL: none left (budget spent).
+    next_check_at: Mapped[datetime | None] = mapped_column(Moment)
+    # Status inquiries sweeps have made about this code (pushes and refreshes not counted).
+    sweep_inquiries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The last `POST .../refresh` that asked NICEPAY (its per-payment rate limit).
+    last_refresh_at: Mapped[datetime | None] = mapped_column(Moment)
     created_at: Mapped[datetime] = mapped_column(Moment, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(Moment, default=now_utc)
     # Kept so support staff can find a payment by the shopper's details (console search).
@@ -152,6 +167,15 @@ class Notification(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(Moment)
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
     review_note: Mapped[str | None] = mapped_column(String(500))
+
+
+class InquiryRate(Base):
+    """The sweep inquiries spent in each second, shared by every replica (the rate cap)."""
+
+    __tablename__ = "inquiry_rate"
+
+    second: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    used: Mapped[int] = mapped_column(Integer)
 
 
 class WebhookStatus(StrEnum):

@@ -9,30 +9,38 @@ fail in the middle of a notification. A sweep therefore looks at:
    never rewritten: the ledger is append-only);
 2. payments stuck in `registering` past their expiry (the storefront never got a code):
    marked `failed`;
-3. `pending` payments that are due for a check (`next_check_at` NULL or passed), which
-   includes codes past their expiry: each one is asked about with onePassStatus.do.
+3. `pending` payments whose next scheduled check is due (`next_check_at` passed): each one
+   is asked about with onePassStatus.do, most overdue first.
+
+The checks of a pending code follow its budget (app/schedule.py): a few after registration
+for lost pushes, one just after its expiry to record it, late ones while the budget lasts;
+at most RECONCILE_BUDGET in all. Sweep inquiries pass the rate cap shared by every replica
+(app/ratelimit.py). `refresh()` asks about one payment now (the storefront's "I have paid",
+the console's "ask NICEPAY now"), outside the budget, rate-limited per payment.
 
 Every change goes through the payments store (compare-and-set, the only writer) with
 source `reconcile`, so a change applies once whatever races. Work is shared between replicas by
 an atomic lease: a sweeper claims a payment by moving its `next_check_at` forward in one
-conditional UPDATE, which exactly one sweeper wins on PostgreSQL and on SQLite alike. The
-lease doubles as the backoff: a code is asked about more often the closer it is to expiry.
-No transaction is held across a NICEPAY call.
+conditional UPDATE, which exactly one sweeper wins on PostgreSQL and on SQLite alike; the
+answer's write sets the next check of the schedule. No transaction is held across a
+NICEPAY call.
 """
 
 import asyncio
 import json
 import logging
+import math
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.config import Settings
+from app.errors import NicepayDown, NicepayRejected, NicepayTimeout, TooManyRequests
 from app.logs import request_id
 from app.models import EventSource, Notification, Outcome, Payment, PaymentStatus
 from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
@@ -41,13 +49,20 @@ from app.nicepay.schemas import InquiryResponse
 from app.nicepay.wib import now_utc
 from app.payments.machine import TRANSITIONS, inquiry_agrees, inquiry_target
 from app.payments.store import PaymentStore, Row, StoreUnavailable
+from app.ratelimit import InquiryCap
 
 log = logging.getLogger(__name__)
 
 S = PaymentStatus
 SOURCE = EventSource.RECONCILE
-MIN_BACKOFF = timedelta(seconds=60)
-MAX_BACKOFF = timedelta(minutes=30)
+# A claimed check's lease: the wait for a token and the inquiry fit in it many times over;
+# if the sweeper dies meanwhile, another takes the check up when it ends.
+LEASE = timedelta(minutes=10)
+# An inquiry that failed (NICEPAY unreachable or refusing) is asked again this much later,
+# without spending the budget.
+FAILED_RETRY = timedelta(minutes=5)
+# The reasons NICEPAY is asked (the `reason` label of nicepay_inquiries_total).
+PUSH_CONFIRMATION, REFRESH = "push_confirmation", "refresh"
 # Inquiries in flight at once per sweeper: enough to get through a backlog, gentle on NICEPAY.
 CONCURRENCY = 4
 # A safety stop for the claim loop; each round claims up to RECONCILE_BATCH_SIZE payments.
@@ -76,19 +91,21 @@ class SweepReport:
         return asdict(self)
 
 
-def next_check(expires_at: datetime, now: datetime) -> datetime:
-    """When to ask about a code again: often near its expiry (either side), rarely far from it.
-
-    An eighth of the distance to the expiry, between one minute and half an hour: a code
-    due in 24 h is checked every 30 min, one due in 10 min every 75 s, and one NICEPAY still
-    calls unpaid just after its expiry every minute until NICEPAY's own expiry catches up.
-    """
-    distance = abs(expires_at - now) / 8
-    return now + min(max(distance, MIN_BACKOFF), MAX_BACKOFF)
+@dataclass(frozen=True)
+class Backlog:
+    due: int  # scheduled checks due and not yet done
+    oldest_overdue_seconds: float  # how long the most overdue of them has waited
 
 
-def _due(now: datetime) -> Any:
-    return or_(Payment.next_check_at.is_(None), Payment.next_check_at <= now)
+def due_checks(now: datetime) -> Any:
+    """The sweep's claim query: pending codes whose check is due, most overdue first. It
+    walks the partial index ix_payments_due_checks (docs/BENCHMARKS.md shows the plan at a
+    million pending codes)."""
+    return (
+        select(Payment.id)
+        .where(Payment.status == S.PENDING, Payment.next_check_at <= now)
+        .order_by(Payment.next_check_at, Payment.id)
+    )
 
 
 class Reconciler:
@@ -100,11 +117,15 @@ class Reconciler:
         store: PaymentStore,
         nicepay: NicepayClient,
         sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
+        cap: InquiryCap | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.nicepay = nicepay
         self.sessions = sessions
+        self.schedule = settings.check_schedule
+        self.cap = cap or InquiryCap(engine, settings.reconcile_max_inquiries_per_second)
 
     async def sweep(self, *, now: datetime | None = None) -> SweepReport:
         """One reconciliation pass; safe to run on several replicas at once."""
@@ -112,6 +133,9 @@ class Reconciler:
         report = SweepReport()
         token = request_id.set(f"reconcile-{uuid.uuid4().hex[:12]}")
         try:
+            backlog = await self.backlog(now)
+            metrics.RECONCILE_BACKLOG.set(backlog.due)
+            metrics.RECONCILE_OLDEST_OVERDUE.set(backlog.oldest_overdue_seconds)
             await self._confirm_awaiting(report, now)
             await self._abandon_registrations(report, now)
             await self._check_pending(report, now)
@@ -176,14 +200,15 @@ class Reconciler:
         target = S.PAID if deposit else S.REVERSED
         if payment is None or payment["txid"] is None:
             return await self._resolve(row, now, "left")
-        if payment["status"] == target:  # applied meanwhile (a later copy, the payment path)
-            return await self._resolve(row, now, "confirmed")
+        if payment["status"] == target:  # applied meanwhile (a later copy, another sweeper)
+            return await self._resolve(row, now, "left")
         if payment["status"] not in TRANSITIONS[target]:
             kind = "deposit" if deposit else "reversal"
             reason = f"{kind} for a payment that is {payment['status']}"
             return await self._resolve(row, now, "quarantined", (payment, reason))
 
-        inquiry = await self._inquire(payment)
+        await self.cap.take()
+        inquiry = await self._inquire(payment, PUSH_CONFIRMATION)
         if inquiry is None:
             return "failed"
         agrees, why = inquiry_agrees(deposit, payment["amount"], inquiry.status, inquiry.amt)
@@ -270,58 +295,76 @@ class Reconciler:
     # --- 3. pending payments -------------------------------------------------------------
 
     async def _check_pending(self, report: SweepReport, now: datetime) -> None:
-        """Claim due payments batch by batch until none is left, asking NICEPAY about each."""
+        """Claim due payments batch by batch until none is left, asking NICEPAY about each:
+        the most overdue first (earliest deadline first, when the rate cap binds)."""
         gate = asyncio.Semaphore(CONCURRENCY)
+        # Claims and cap tokens are taken in the claim query's order (both are FIFO), so
+        # the most overdue check is asked first; the inquiries themselves run side by side.
+        in_order = asyncio.Lock()
 
         async def one(payment_id: int) -> bool:
             async with gate:
-                return await self._check(payment_id, report, now)
+                return await self._check(payment_id, report, now, in_order)
 
         for _ in range(MAX_ROUNDS):
-            ids = await self._ids(
-                select(Payment.id)
-                .where(Payment.status == S.PENDING, _due(now))
-                .order_by(Payment.expires_at, Payment.id)
-            )
+            ids = await self._ids(due_checks(now))
             # A TaskGroup, not gather: if one check crashes, its siblings stop with it.
             async with asyncio.TaskGroup() as group:
                 checks = [group.create_task(one(payment_id)) for payment_id in ids]
             if not any(check.result() for check in checks):  # none due, or all taken by others
                 return
 
-    async def _check(self, payment_id: int, report: SweepReport, now: datetime) -> bool:
-        payment = await self._claim(payment_id, now)
-        if payment is None:
-            return False
+    async def _check(
+        self, payment_id: int, report: SweepReport, now: datetime, in_order: asyncio.Lock
+    ) -> bool:
+        async with in_order:
+            payment = await self._claim(payment_id, now)
+            if payment is None:
+                return False
+            await self.cap.take()
         report.checked += 1
-        inquiry = await self._inquire(payment)
+        reason = self.schedule.reason_at(payment["expires_at"], now)
+        inquiry = await self._inquire(payment, reason)
         try:
-            outcome = "failed" if inquiry is None else await self._apply(payment, inquiry, now)
-        except StoreUnavailable:  # the lease stands: the payment is retried after its backoff
+            if inquiry is None:
+                outcome = "failed"
+                retry = {"next_check_at": now + FAILED_RETRY}  # not counted: asked again
+                await self.store.update(payment, ("status", "next_check_at"), retry)
+            else:
+                outcome = await self._apply(payment, inquiry, now, self._spent(payment, now))
+        except StoreUnavailable:  # the lease stands: the payment is retried when it ends
             log.exception("could not record the inquiry's answer", extra={"payment_id": payment_id})
             outcome = "failed"
         report.count(outcome)
         return True
 
     async def _claim(self, payment_id: int, now: datetime) -> Row | None:
-        """Take the payment for this round: exactly one sweeper's compare-and-set matches."""
+        """Take the payment for this check: exactly one sweeper's compare-and-set matches.
+        The lease covers the wait for a token and the inquiry; the answer's write replaces it
+        with the next check of the schedule."""
         payment = await self.store.payment_by_id(payment_id)
         if payment is None or payment["status"] != S.PENDING:
             return None
         due = payment["next_check_at"]
-        if due is not None and due > now:
+        if due is None or due > now:
             return None
-        lease = {"next_check_at": next_check(payment["expires_at"], now)}
+        lease = {"next_check_at": now + LEASE}
         if not await self.store.update(payment, ("status", "next_check_at"), lease):
             return None
         return {**payment, **lease} if payment["txid"] else None
 
-    async def _inquire(self, payment: Row) -> InquiryResponse | None:
+    def _spent(self, payment: Row, now: datetime) -> dict[str, Any]:
+        """The bookkeeping of one sweep inquiry: counted, and the next check of the budget."""
+        following = self.schedule.next_after(payment["created_at"], payment["expires_at"], now)
+        return {
+            "sweep_inquiries": payment["sweep_inquiries"] + 1,
+            "next_check_at": following.at if following else None,
+        }
+
+    async def _inquire(self, payment: Row, reason: str) -> InquiryResponse | None:
         """NICEPAY's answer, or None (logged) when there is none to act on."""
         try:
-            return await self.nicepay.inquire(
-                payment["txid"] or "", payment["reference_no"], payment["amount"]
-            )
+            return await self._ask(payment, reason)
         except NicepayUnavailable as exc:
             log.warning(
                 "status inquiry unreachable (%s); will retry",
@@ -337,28 +380,24 @@ class Reconciler:
             )
         return None
 
-    async def check_now(
-        self, payment: Row, source: EventSource = SOURCE, actor: str | None = None
-    ) -> tuple[str | None, str] | None:
-        """One status inquiry now, its answer applied to a pending payment as a sweep would
-        (the console's "ask NICEPAY now"): (NICEPAY's status, the sweep outcome), or None
-        when NICEPAY gave no answer. Other statuses are only asked about, never changed."""
-        inquiry = await self._inquire(payment)
-        if inquiry is None:
-            return None
-        if payment["status"] != S.PENDING:
-            return inquiry.status, "left"
-        return inquiry.status, await self._apply(payment, inquiry, now_utc(), source, actor)
+    async def _ask(self, payment: Row, reason: str) -> InquiryResponse:
+        metrics.INQUIRIES.labels(reason).inc()
+        return await self.nicepay.inquire(
+            payment["txid"] or "", payment["reference_no"], payment["amount"]
+        )
 
     async def _apply(
         self,
         payment: Row,
         inquiry: InquiryResponse,
         now: datetime,
+        spent: dict[str, Any] | None = None,
         source: EventSource = SOURCE,
         actor: str | None = None,
     ) -> str:
-        """The inquiry's answer through the state machine: 0 paid, 4 expired/cancelled."""
+        """The inquiry's answer through the state machine: 0 paid, 4 expired/cancelled.
+        `spent`: a sweep's bookkeeping, written with the answer (or alone when nothing
+        changes); `actor`: the operator who asked, if one did."""
         target, why = inquiry_target(
             payment["amount"], inquiry.status, inquiry.amt, inquiry.cancelAmt
         )
@@ -369,12 +408,90 @@ class Reconciler:
                     why,
                     extra={"reference_no": payment["reference_no"]},
                 )
+            if spent is not None:
+                await self.store.update(payment, ("status", "next_check_at"), spent)
             return "left"
         detail: dict[str, Any] = {"inquiry_status": inquiry.status}
         if target is not S.PAID:
             detail["cancel_amt"] = inquiry.cancelAmt
         written = await self.store.transition(
-            payment, target, source, now, detail=detail, actor=actor
+            payment, target, source, now, detail=detail, values=spent, actor=actor
         )
         outcomes = {S.PAID: "healed", S.CANCELLED: "cancelled", S.EXPIRED: "expired"}
         return outcomes[target] if written is not None else "left"
+
+    # --- ask NICEPAY now -----------------------------------------------------------------
+
+    async def refresh(
+        self,
+        payment: Row,
+        reason: str = REFRESH,
+        *,
+        source: EventSource = EventSource.INQUIRY,
+        now: datetime | None = None,
+        actor: str | None = None,
+        limited: bool = True,
+    ) -> Row:
+        """One status inquiry about `payment` now, its answer applied as a sweep would (a
+        lost push healed, an expiry or a cancel at NICEPAY recorded); returns the payment
+        as it is afterwards. Not counted against the sweep budget.
+
+        At most one per payment every REFRESH_MIN_INTERVAL_SECONDS, whichever replica is
+        asked (a compare-and-set on `last_refresh_at`): `TooManyRequests` (429) otherwise.
+        A payment that is not pending is returned as it is, without asking NICEPAY.
+        `limited=False`: an operator's deliberate ask (the console), not held to the limit.
+        Raises NicepayRejected (502), NicepayDown (502) or NicepayTimeout (504) when NICEPAY
+        fails; the payment is then unchanged.
+        """
+        now = now or now_utc()
+        if payment["status"] != S.PENDING or not payment["txid"]:
+            return payment
+        wait = timedelta(seconds=self.settings.refresh_min_interval_seconds)
+        last = payment["last_refresh_at"]
+        taken = last is None or now >= last + wait or not limited
+        if taken:
+            stamp = {"last_refresh_at": now}
+            taken = await self.store.update(payment, ("last_refresh_at",), stamp)
+        if not taken:
+            latest = await self.store.payment_by_id(payment["id"]) or payment
+            after = (latest["last_refresh_at"] or now) + wait - now
+            raise TooManyRequests(
+                "NICEPAY was asked about this payment moments ago; retry later",
+                retry_after=max(math.ceil(after.total_seconds()), 1),
+            )
+        try:
+            inquiry = await self._ask(payment, reason)
+        except NicepayError as exc:
+            raise NicepayRejected(
+                exc.result_msg or "NICEPAY refused the status inquiry", nicepay_code=exc.result_cd
+            ) from exc
+        except NicepayUnavailable as exc:
+            error = NicepayTimeout if exc.timed_out else NicepayDown
+            raise error(
+                f"NICEPAY did not answer the status inquiry ({exc.reason}); the payment is "
+                "unchanged"
+            ) from exc
+        current = await self.store.payment_by_id(payment["id"])
+        if current is not None and current["status"] == S.PENDING:
+            outcome = await self._apply(current, inquiry, now, source=source, actor=actor)
+            if outcome != "left":
+                metrics.RECONCILE.labels(outcome).inc()
+            current = await self.store.payment_by_id(payment["id"])
+        assert current is not None  # payments are never deleted
+        return current
+
+    # --- the backlog ---------------------------------------------------------------------
+
+    async def backlog(self, now: datetime | None = None) -> Backlog:
+        """Scheduled checks that are due and not yet done (index-backed)."""
+        now = now or now_utc()
+        async with self.sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(Payment.next_check_at)).where(
+                        Payment.status == S.PENDING, Payment.next_check_at <= now
+                    )
+                )
+            ).one()
+        overdue = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return Backlog(count, overdue)

@@ -77,9 +77,16 @@ def _category(frame: str) -> str:
     return "other (stdlib, interpreter)"
 
 
+# Sections below this line are written by other benchmarks (bench/day.py, bench/explain.py):
+# a rewrite of this page keeps them.
+KEPT = "<!-- kept: sections below are not written by bench.report -->"
+
+
 def write_report(results: "Results", out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(_lines(results)) + "\n")
+    old = out.read_text() if out.exists() else ""
+    kept = old[old.index(KEPT) :] if KEPT in old else ""
+    out.write_text("\n".join(_lines(results)) + "\n" + ("\n" + kept if kept else ""))
 
 
 def _find(results: "Results", database: str, inquiry: bool) -> "Config | None":

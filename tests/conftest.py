@@ -32,7 +32,14 @@ PG_ADMIN_URL = os.environ.get(
 )
 STOREFRONT_KEY = "test-storefront-key"
 NICEPAY_IP = "103.20.51.10"  # inside NICEPAY's allowlist
-TABLES = ("webhook_attempts", "webhook_events", "payment_events", "notifications", "payments")
+TABLES = (
+    "webhook_attempts",
+    "webhook_events",
+    "payment_events",
+    "notifications",
+    "payments",
+    "inquiry_rate",
+)
 
 
 def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
@@ -108,6 +115,7 @@ class Stack:
     services: Services
     sim: SimulatorState
     client: httpx.AsyncClient  # the storefront, with a valid bearer key
+    nicepay_transport: httpx.AsyncBaseTransport  # the in-process simulator, as NICEPAY
 
     def nicepay(self, ip: str = NICEPAY_IP) -> httpx.AsyncClient:
         """A client that reaches the dbProcessUrl from `ip` (the TCP peer)."""
@@ -166,9 +174,8 @@ def stack_factory(clean_db: str) -> StackFactory:
         settings = make_settings(clean_db, **overrides)
         sim_app = create_simulator(merchant_key=settings.nicepay_merchant_key.get_secret_value())
         sim: SimulatorState = sim_app.state.sim
-        app = create_app(
-            settings, nicepay_transport=httpx.ASGITransport(app=sim_app), run_background=False
-        )
+        nicepay_transport = httpx.ASGITransport(app=sim_app)
+        app = create_app(settings, nicepay_transport=nicepay_transport, run_background=False)
         sim.push_transport = httpx.ASGITransport(app=app, client=(NICEPAY_IP, 40000))
         async with (
             app.router.lifespan_context(app),
@@ -178,7 +185,7 @@ def stack_factory(clean_db: str) -> StackFactory:
                 headers={"Authorization": f"Bearer {STOREFRONT_KEY}"},
             ) as client,
         ):
-            yield Stack(app, app.state.services, sim, client)
+            yield Stack(app, app.state.services, sim, client, nicepay_transport)
 
     return build
 

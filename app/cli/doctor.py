@@ -122,6 +122,7 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
     async with open_services(settings) as services, httpx.AsyncClient(timeout=10) as http:
         return [
             await _database_check(services),
+            await _backlog_check(services),
             *await _nicepay_checks(services, http),
             await _client_ip_check(
                 http, args.service_url or settings.public_base_url, settings.storefront_api_keys
@@ -148,6 +149,27 @@ async def _database_check(services: "Services") -> Check:
         state = f"at {current}" if current else "not migrated"
         return "fail", "database", f"{where}: {state}, head is {head}: run `python -m app migrate`"
     return "ok", "database", f"{where}, migrations at head ({head})"
+
+
+async def _backlog_check(services: "Services") -> Check:
+    """Scheduled status checks due and not yet done, and the most overdue one's wait."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    settings = services.settings
+    try:
+        async with asyncio.timeout(10):
+            backlog = await services.reconciler.backlog()
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        return "warn", "reconcile backlog", f"not known ({type(exc).__name__})"
+    cap = settings.reconcile_max_inquiries_per_second
+    detail = (
+        f"{backlog.due} checks due, the oldest {backlog.oldest_overdue_seconds:.0f} s overdue; "
+        f"budget {settings.reconcile_budget} inquiries per unpaid code, cap "
+        + (f"{cap}/s" if cap else "off")
+    )
+    # Late by more than a sweep (plus a minute of slack): the sweeper is behind or not running.
+    late = backlog.oldest_overdue_seconds > settings.reconcile_interval_seconds + 60
+    return ("warn" if late else "ok"), "reconcile backlog", detail
 
 
 async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> list[Check]:

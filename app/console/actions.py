@@ -9,7 +9,7 @@ event saying what was asked and what came of it. Those are not sent as webhooks.
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,12 +27,8 @@ if TYPE_CHECKING:  # the composition root imports the console
 log = logging.getLogger(__name__)
 
 OPERATOR = EventSource.OPERATOR
-INQUIRY_STATUS = {
-    "0": "paid",
-    "3": "unpaid",
-    "4": "expired (or cancelled)",
-    "5": "ready to commit (the code is locked at a till)",
-}
+# What a refresh came to, in the reconciler's words (a lost push healed, ...).
+OUTCOMES = {"paid": "healed", "expired": "expired", "cancelled": "cancelled"}
 
 
 @dataclass
@@ -41,35 +37,30 @@ class Done:
     message: str
 
 
-async def ask_nicepay(
-    runtime: "Runtime", payment: Row, operator: str
-) -> tuple[str | None, str] | None:
-    """One status inquiry, applied as the reconciler would: (NICEPAY's status, outcome).
-
-    The one place the console asks NICEPAY: re-point it at the storefront's
-    `POST /api/v1/cvs/payments/{ref}/refresh` use case when that exists.
-    """
-    return await runtime.reconciler.check_now(payment, OPERATOR, operator)
-
-
 async def refresh(runtime: "Runtime", reference_no: str, operator: str) -> Done:
+    """Ask NICEPAY now: the storefront's refresh use case (one status inquiry, applied as the
+    reconciler would, rate-limited per payment), in the operator's name."""
     payment = await _payment(runtime, reference_no)
     if payment is None:
         return Done(False, f"no payment {reference_no}")
     if payment["txid"] is None:
         return Done(False, "NICEPAY has no code for this payment: nothing to ask about")
-    answer = await ask_nicepay(runtime, payment, operator)
-    if answer is None:
-        detail = {"action": "refresh", "outcome": "no_answer"}
+    if payment["status"] != "pending":
+        return Done(False, f"the payment is {payment['status']}: nothing NICEPAY could change")
+    try:
+        after = await runtime.reconciler.refresh(
+            payment, source=OPERATOR, actor=operator, limited=False
+        )
+    except AppError as exc:
+        detail = {"action": "refresh", "outcome": exc.error}
         await runtime.store.audit(payment["id"], operator, detail)
-        return Done(False, "NICEPAY gave no usable answer (see the service log); nothing changed")
-    status, outcome = answer
-    said = INQUIRY_STATUS.get(status or "", f"status {status}")
-    answered: dict[str, Any] = {"action": "refresh", "inquiry_status": status, "outcome": outcome}
-    await runtime.store.audit(payment["id"], operator, answered)
+        return Done(False, f"not asked: {exc.detail}")
+    now = after["status"]
+    outcome = OUTCOMES.get(now, now) if now != payment["status"] else "left"
+    await runtime.store.audit(payment["id"], operator, {"action": "refresh", "outcome": outcome})
     if outcome == "left":
-        return Done(True, f"NICEPAY says {said}; nothing to change")
-    return Done(True, f"NICEPAY says {said}: payment {outcome}")
+        return Done(True, "NICEPAY says it is not paid yet; nothing to change")
+    return Done(True, f"NICEPAY says {now}: the payment is now {now}")
 
 
 async def cancel(runtime: "Runtime", reference_no: str, operator: str) -> Done:

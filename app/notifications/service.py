@@ -245,6 +245,7 @@ class NotificationService:
 
     async def _inquire(self, payment: Row) -> Inquiry:
         """NICEPAY's status inquiry, asked outside any transaction."""
+        metrics.INQUIRIES.labels("push_confirmation").inc()
         try:
             answer = await self.nicepay.inquire(
                 payment["txid"] or "", payment["reference_no"], payment["amount"]

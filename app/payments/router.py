@@ -6,10 +6,11 @@ from fastapi import APIRouter, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from app.deps import SettingsDep, service, storefront_key
-from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, documented
+from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, NotFound, documented
 from app.models import EventSource
 from app.payments.schemas import REFERENCE_PATTERN, PaymentCreate, PaymentRead
 from app.payments.service import PaymentService
+from app.reconcile import Reconciler
 
 ReferenceNo = Annotated[str, Path(pattern=REFERENCE_PATTERN, examples=["ORD-1001"])]
 
@@ -19,6 +20,7 @@ router = APIRouter(
     dependencies=[storefront_key],
 )
 Payments = Annotated[PaymentService, service("payments")]
+Reconcile = Annotated[Reconciler, service("reconciler")]
 
 NICEPAY_FAILED = {
     502: "NICEPAY answered with an error (`nicepay_error`, with `nicepay_code`) or could not "
@@ -96,3 +98,30 @@ async def get_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentR
 )
 async def cancel_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentRead:
     return await payments.cancel(reference_no, EventSource.API)
+
+
+@router.post(
+    "/{reference_no}/refresh",
+    name="refresh_payment",
+    response_model=PaymentRead,
+    responses=documented(
+        {
+            **UNAUTHORIZED,
+            **NOT_FOUND,
+            429: "Asked again too soon (`too_many_requests`, with `Retry-After`)",
+            **BODY_TOO_LARGE,
+            **NICEPAY_FAILED,
+            **DATABASE_DOWN,
+        }
+    ),
+    summary="Ask NICEPAY now",
+)
+async def refresh_payment(
+    reference_no: ReferenceNo, payments: Payments, reconciler: Reconcile
+) -> PaymentRead:
+    """One status inquiry now, applied as the reconciler would (a lost push is healed at
+    once); rate-limited per payment (429 with Retry-After)."""
+    payment = await payments.store.payment_by_reference(reference_no)
+    if payment is None:
+        raise NotFound(f"no payment with reference_no {reference_no!r}")
+    return await payments.resource(await reconciler.refresh(payment))

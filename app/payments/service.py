@@ -71,6 +71,7 @@ class PaymentService:
                 "expires_at": body.expires_at
                 or now + timedelta(minutes=self.settings.cvs_default_expiry_minutes),
                 "paid_late": False,
+                "sweep_inquiries": 0,
                 "registration_attempted_at": now,
                 "created_at": now,
                 "updated_at": now,
@@ -126,13 +127,15 @@ class PaymentService:
 
         metrics.REGISTRATIONS.labels("registered").inc()
         at = now_utc()
+        registered = _registered_values(answer, payment["expires_at"])
+        # The first check of the code's inquiry budget (app/schedule.py).
+        schedule = self.settings.check_schedule
+        registered["next_check_at"] = schedule.first(
+            payment["created_at"], registered["expires_at"]
+        )
         try:
             written = await self.store.transition(
-                payment,
-                S.PENDING,
-                EventSource.API,
-                at,
-                values=_registered_values(answer, payment["expires_at"]),
+                payment, S.PENDING, EventSource.API, at, values=registered
             )
         except StoreUnavailable as exc:
             raise DatabaseUnavailable(
@@ -146,10 +149,9 @@ class PaymentService:
             return await self.get(body.reference_no), True
         # A `registering` payment has no history (nothing else moves it but the `failed`
         # transition, which this one excluded), so its history is this one event.
-        registered = {**payment, **_registered_values(answer, payment["expires_at"])}
-        registered |= {"status": S.PENDING, "updated_at": at}
+        current = {**payment, **registered, "status": S.PENDING, "updated_at": at}
         event = self.store.event(payment["id"], S.PENDING, EventSource.API, at)
-        return resource_of(registered, [event]), True
+        return resource_of(current, [event]), True
 
     async def _claim_attempt(self, payment: Row, now: datetime) -> Row:
         """Retry NICEPAY only when no other call is in flight (or one surely died)."""
@@ -240,5 +242,4 @@ def _registered_values(answer: RegistrationResponse, asked_expiry: datetime) -> 
         "pay_no": answer.payNo,
         "expires_at": from_wib_fields(answer.payValidDt, answer.payValidTm) or asked_expiry,
         "registration_attempted_at": None,
-        "next_check_at": None,
     }

@@ -36,9 +36,10 @@ COMMANDS = ["migrate", "serve", "reconcile", "simulate", "replay", "doctor"]
 @asynccontextmanager
 async def storefront(database_url: str, simulator: Process) -> AsyncIterator[httpx.AsyncClient]:
     """The service in-process, calling the simulator process over HTTP: to register codes."""
-    app = create_app(
-        make_settings(database_url, nicepay_base_url=simulator.url), run_background=False
-    )
+    # A code's first scheduled check at once (10 minutes by default): `reconcile`, run
+    # from the command line right after, has something due to ask about.
+    settings = make_settings(database_url, nicepay_base_url=simulator.url, reconcile_schedule="0s")
+    app = create_app(settings, run_background=False)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(

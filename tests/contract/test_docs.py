@@ -3,6 +3,7 @@ comes from the service itself (the fastapi-offline package), none from a CDN; pr
 serves neither."""
 
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,12 @@ async def test_docs_load_only_same_origin_assets(page: str) -> None:
 
 
 async def test_production_serves_no_docs() -> None:
-    production = {"nicepay_imid": "MERCHANT001", "nicepay_merchant_key": "k" * 64}
+    production: dict[str, Any] = {
+        "nicepay_imid": "MERCHANT001",
+        "nicepay_merchant_key": "k" * 64,
+        "storefront_api_keys": ["s" * 40],
+        "public_base_url": "https://shop.example.co.id",
+    }
     async with client(app_env="production", **production) as service:
         for page in ("/docs", "/redoc", "/openapi.json"):
             assert (await service.get(page)).status_code == 404, page

@@ -24,6 +24,7 @@ from tests.conftest import payment_body as body
 PAYMENTS = "/api/v1/cvs/payments"
 PAYMENT = PAYMENTS + "/{reference_no}"
 CANCEL = PAYMENT + "/cancel"
+REFRESH = PAYMENT + "/refresh"
 EVENTS = "/api/v1/cvs/webhooks/events"
 EVENT = EVENTS + "/{event_id}"
 RESEND = EVENT + "/resend"
@@ -99,6 +100,21 @@ async def deposit(stack: Stack, ip: str = NICEPAY_IP) -> httpx.Response:
     return await push(stack, ip, data=stack.sim.notification_form(tx, NotificationStatus.DEPOSIT))
 
 
+async def refresh(stack: Stack, faults: Faults | None = None) -> httpx.Response:
+    reference_no = (await registered(stack))["reference_no"]
+    stack.sim.faults = faults or Faults()
+    try:
+        return await stack.client.post(f"{PAYMENTS}/{reference_no}/refresh")
+    finally:
+        stack.sim.faults = Faults()
+
+
+async def refresh_twice(stack: Stack) -> httpx.Response:
+    reference_no = (await registered(stack))["reference_no"]
+    assert (await stack.client.post(f"{PAYMENTS}/{reference_no}/refresh")).status_code == 200
+    return await stack.client.post(f"{PAYMENTS}/{reference_no}/refresh")
+
+
 async def cancel_twice(stack: Stack) -> httpx.Response:
     reference_no = (await registered(stack))["reference_no"]
     assert (await stack.client.post(f"{PAYMENTS}/{reference_no}/cancel")).status_code == 200
@@ -152,6 +168,14 @@ SCENARIOS: dict[Key, Scenario] = {
     ("POST", CANCEL, 422): lambda s: s.client.post(f"{PAYMENTS}/ORD%20X/cancel"),
     ("POST", CANCEL, 502): lambda s: cancel(s, BROKEN),
     ("POST", CANCEL, 504): lambda s: cancel(s, SLOW),
+    ("POST", REFRESH, 200): refresh,
+    ("POST", REFRESH, 401): lambda s: s.client.post(f"{PAYMENTS}/{ref()}/refresh", headers=NO_KEY),
+    ("POST", REFRESH, 404): lambda s: s.client.post(f"{PAYMENTS}/{ref()}/refresh"),
+    ("POST", REFRESH, 413): lambda s: s.client.post(f"{PAYMENTS}/{ref()}/refresh", **HUGE),
+    ("POST", REFRESH, 422): lambda s: s.client.post(f"{PAYMENTS}/ORD%20X/refresh"),
+    ("POST", REFRESH, 429): refresh_twice,
+    ("POST", REFRESH, 502): lambda s: refresh(s, BROKEN),
+    ("POST", REFRESH, 504): lambda s: refresh(s, SLOW),
     ("GET", EVENTS, 200): lambda s: s.client.get(EVENTS),
     ("GET", EVENTS, 401): lambda s: s.client.get(EVENTS, headers=NO_KEY),
     ("GET", EVENTS, 422): lambda s: s.client.get(EVENTS, params={"limit": 0}),
@@ -180,6 +204,7 @@ DATABASE_GONE: dict[Key, Scenario] = {
     ("POST", PAYMENTS, 503): lambda s: s.client.post(PAYMENTS, json=body()),
     ("GET", PAYMENT, 503): lambda s: s.client.get(f"{PAYMENTS}/{ref()}"),
     ("POST", CANCEL, 503): lambda s: s.client.post(f"{PAYMENTS}/{ref()}/cancel"),
+    ("POST", REFRESH, 503): lambda s: s.client.post(f"{PAYMENTS}/{ref()}/refresh"),
     ("GET", EVENTS, 503): lambda s: s.client.get(EVENTS),
     ("GET", EVENT, 503): lambda s: s.client.get(f"{EVENTS}/msg_x"),
     ("POST", RESEND, 503): lambda s: s.client.post(f"{EVENTS}/msg_x/resend"),
@@ -234,7 +259,8 @@ async def database_gone(tmp_path: Any) -> AsyncIterator[Stack]:
     await asyncio.to_thread(migrate, url)
     settings = make_settings(url, **WEBHOOKS)
     sim_app = create_simulator()
-    app = create_app(settings, nicepay_transport=httpx.ASGITransport(app=sim_app))
+    nicepay_transport = httpx.ASGITransport(app=sim_app)
+    app = create_app(settings, nicepay_transport=nicepay_transport)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -250,7 +276,7 @@ async def database_gone(tmp_path: Any) -> AsyncIterator[Stack]:
             for table in (*TABLES, "alembic_version"):
                 await connection.execute(text(f"DROP TABLE {table}"))
         await engine.dispose()
-        yield Stack(app, app.state.services, sim_app.state.sim, client)
+        yield Stack(app, app.state.services, sim_app.state.sim, client, nicepay_transport)
 
 
 async def test_without_its_database_each_route_answers_503(database_gone: Stack) -> None:

@@ -14,6 +14,7 @@ TABLES = {
     "notifications",
     "webhook_events",
     "webhook_attempts",
+    "inquiry_rate",
     "operators",
 }
 

@@ -35,6 +35,7 @@ STATUS_OF_EVENT = {
 EXPLORE = bool(os.environ.get("FUZZ_EXPLORE"))
 # Past the default 24 h code lifetime: a sweep "then" finds codes expired.
 LATER = timedelta(days=2)
+SOON = timedelta(minutes=10, seconds=5)  # a new code's first scheduled check has come
 
 Step = tuple[str, int, int]  # (action, which payment, copies)
 ACTIONS = ["deposit", "settle", "reverse", "duplicate", "expire", "sweep", "late_sweep", "race"]
@@ -89,14 +90,16 @@ class World:
             self.dropped.add(i)
             await sim.expire(self.txid(i))
         elif action == "sweep":
-            await self.stack.services.reconciler.sweep()
+            await self.stack.services.reconciler.sweep(now=now_utc() + SOON)
         elif action == "late_sweep":
             await self.stack.services.reconciler.sweep(now=now_utc() + LATER)
         elif action == "race":  # a deposit's copies and a sweep at the same moment
             self.paid_at_till.add(i)
             await sim.pay(self.txid(i), copies=0)
             form = self.form(i, NotificationStatus.DEPOSIT)
-            await asyncio.gather(self.push(form, copies), self.stack.services.reconciler.sweep())
+            await asyncio.gather(
+                self.push(form, copies), self.stack.services.reconciler.sweep(now=now_utc() + SOON)
+            )
 
     async def check(self) -> None:
         """The invariants, for every payment of this history."""

@@ -13,6 +13,7 @@ from app.logs import secrets_of
 from app.nicepay.codes import NotificationStatus
 from app.nicepay.tokens import txid_token
 from tests.conftest import STOREFRONT_KEY, Stack, StackFactory, make_settings
+from tests.reconcile.test_sweep import soon
 
 MERCHANT_KEY = "LogTest+Merchant/Key0123456789abcdefABCDEF=="
 PREVIOUS_KEY = "LogTestPreviousMerchantKey9876543210"
@@ -58,7 +59,7 @@ async def traffic(stack: Stack) -> list[str]:
     assert (duplicate.status_code, forged.status_code) == (200, 403)
     lost = await stack.register()
     await stack.sim.settle_silently(lost["txid"])
-    assert (await stack.services.reconciler.sweep()).healed == 1
+    assert (await stack.services.reconciler.sweep(now=soon())).healed == 1
 
     careless = logging.getLogger("app.careless")
     careless.error("the key is %s", MERCHANT_KEY, extra={"settings": {"key": MERCHANT_KEY}})

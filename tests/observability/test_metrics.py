@@ -4,6 +4,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.nicepay.codes import NotificationStatus
 from tests.conftest import Stack
+from tests.reconcile.test_sweep import soon
 
 DEPOSIT = NotificationStatus.DEPOSIT
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -37,7 +38,7 @@ async def test_counters_move_with_traffic(stack: Stack) -> None:
         forged = {**form, "merchantToken": "0" * 64}
         response = await nicepay.post("/api/v1/nicepay/notifications", data=forged)
     assert response.status_code == 403
-    assert (await stack.services.reconciler.sweep()).healed == 1
+    assert (await stack.services.reconciler.sweep(now=soon())).healed == 1
 
     after = await scrape(stack)
     assert moved(before, after, "cvs_registrations_total", result="registered") == 2
@@ -54,3 +55,19 @@ async def test_counters_move_with_traffic(stack: Stack) -> None:
     assert moved(before, after, "reconcile_payments_total", outcome="healed") == 1
     assert moved(before, after, "payment_transitions_total", to="paid") == 2
     assert after[("reconcile_last_sweep_timestamp_seconds", frozenset())] > 0
+    # Inquiries by reason: the push's confirmation and the sweep's first scheduled check.
+    assert moved(before, after, "nicepay_inquiries_total", reason="push_confirmation") == 1
+    assert moved(before, after, "nicepay_inquiries_total", reason="schedule") == 1
+    # The sweep's backlog, as it started: the unpaid code's first check was due.
+    assert after[("reconcile_backlog", frozenset())] == 1
+    assert after[("reconcile_oldest_overdue_seconds", frozenset())] > 0
+
+
+async def test_a_refresh_is_counted_as_its_own_reason(stack: Stack) -> None:
+    payment = await stack.register()
+    before = await scrape(stack)
+    response = await stack.client.post(f"/api/v1/cvs/payments/{payment['reference_no']}/refresh")
+    assert response.status_code == 200
+    after = await scrape(stack)
+    assert moved(before, after, "nicepay_inquiries_total", reason="refresh") == 1
+    assert moved(before, after, "nicepay_inquiries_total", reason="schedule") == 0

@@ -3,6 +3,7 @@
 from simulator.app import CANCEL, Faults, Lifecycle
 from tests.conftest import Stack
 from tests.reconcile.helpers import history
+from tests.reconcile.test_sweep import soon
 
 
 async def cancel(stack: Stack, reference_no: str) -> tuple[int, dict[str, object]]:
@@ -46,7 +47,7 @@ async def test_cancel_of_a_code_paid_without_a_push_is_refused_by_nicepay(stack:
     assert (status, body["error"], body["nicepay_code"]) == (502, "nicepay_error", "9330")
     assert (await stack.payment(payment["reference_no"]))["status"] == "pending"
 
-    assert (await stack.services.reconciler.sweep()).healed == 1
+    assert (await stack.services.reconciler.sweep(now=soon())).healed == 1
     assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
 
 

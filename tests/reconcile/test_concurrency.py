@@ -14,6 +14,7 @@ from app.models import Notification, PaymentEvent
 from app.reconcile import SweepReport
 from simulator.app import INQUIRY, Faults
 from tests.conftest import Stack
+from tests.reconcile.test_sweep import soon
 
 COUNT = 24
 
@@ -52,8 +53,11 @@ async def test_two_sweeps_at_once_heal_each_lost_deposit_once(stack: Stack) -> N
     inquiries_before = stack.sim.calls[INQUIRY]
 
     async with replica(stack) as other:
+        now = soon()
         reports = list(
-            await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep())
+            await asyncio.gather(
+                stack.services.reconciler.sweep(now=now), other.reconciler.sweep(now=now)
+            )
         )
 
     assert total(reports, "healed") == COUNT
@@ -76,8 +80,11 @@ async def test_two_sweeps_at_once_complete_each_awaiting_notification_once(
     stack.sim.faults = Faults()
 
     async with replica(stack) as other:
+        now = soon()
         reports = list(
-            await asyncio.gather(stack.services.reconciler.sweep(), other.reconciler.sweep())
+            await asyncio.gather(
+                stack.services.reconciler.sweep(now=now), other.reconciler.sweep(now=now)
+            )
         )
 
     # Both sweepers may look at a row; exactly one completes it.

@@ -21,7 +21,9 @@ def test_the_service_runs_the_reconciler_unless_the_interval_is_zero() -> None:
 async def test_the_loop_heals_a_lost_deposit_without_anyone_asking(
     stack_factory: StackFactory,
 ) -> None:
-    async with stack_factory(reconcile_interval_seconds=0.05) as stack:
+    # The first check of a code's budget one second after registration (10 minutes by
+    # default): the loop, not the schedule, is what this test is about.
+    async with stack_factory(reconcile_interval_seconds=0.05, reconcile_schedule="1s") as stack:
         payment = await stack.register()
         await stack.sim.settle_silently(payment["txid"])
         loop = asyncio.create_task(stack.services.reconciler.run_forever())

@@ -1,37 +1,36 @@
 """One sweep against the simulator: lost pushes healed, expiry, cancellation, backoff,
 notifications left awaiting confirmation, and registrations that never got a code."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from app.models import Outcome
 from app.nicepay.wib import now_utc
-from app.reconcile import SweepReport, next_check
+from app.reconcile import SweepReport
 from simulator.app import INQUIRY, REGISTER, Faults, Lifecycle
 from tests.conftest import Stack, payment_body
 from tests.reconcile.helpers import events, history, ledger, payment_row
 
 INQUIRY_DOWN = Faults(http_status=503, endpoints=[INQUIRY])
+# The first check of a new code's budget (RECONCILE_SCHEDULE starts at 10m), with slack.
+FIRST_CHECK = timedelta(minutes=10, seconds=5)
+
+
+def soon() -> datetime:
+    """When a code registered just now has had its first scheduled check."""
+    return now_utc() + FIRST_CHECK
 
 
 def report(**counts: int) -> SweepReport:
     return SweepReport(**counts)
 
 
-def test_backoff_is_tight_near_expiry_and_loose_far_from_it() -> None:
-    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
-    minute = timedelta(minutes=1)
-    assert next_check(now + timedelta(hours=24), now) == now + 30 * minute  # capped
-    assert next_check(now + 16 * minute, now) == now + 2 * minute
-    assert next_check(now + 3 * minute, now) == now + minute  # floor
-    assert next_check(now - 5 * minute, now) == now + minute  # just past: every minute
-    assert next_check(now - timedelta(days=2), now) == now + 30 * minute
-
-
 async def test_deposit_whose_push_never_arrived_is_healed(stack: Stack) -> None:
     payment = await stack.register()
     await stack.sim.settle_silently(payment["txid"])
+    # Not yet: the first check of the budget comes 10 minutes after registration.
+    assert await stack.services.reconciler.sweep() == report()
 
-    assert await stack.services.reconciler.sweep() == report(checked=1, healed=1)
+    assert await stack.services.reconciler.sweep(now=soon()) == report(checked=1, healed=1)
 
     paid = await stack.payment(payment["reference_no"])
     assert paid["status"] == "paid"
@@ -41,7 +40,7 @@ async def test_deposit_whose_push_never_arrived_is_healed(stack: Stack) -> None:
         ("paid", "reconcile"),
     ]
     # Idempotent: nothing is pending any more, nothing changes.
-    assert await stack.services.reconciler.sweep() == report()
+    assert await stack.services.reconciler.sweep(now=soon()) == report()
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("paid", "reconcile"),
@@ -51,7 +50,8 @@ async def test_deposit_whose_push_never_arrived_is_healed(stack: Stack) -> None:
 async def test_unpaid_code_past_expiry_becomes_expired(stack: Stack) -> None:
     payment = await stack.register()
     expires_at = (await payment_row(stack, payment["reference_no"])).expires_at
-    later = expires_at + timedelta(minutes=1)
+    margin = timedelta(seconds=stack.services.settings.reconcile_expiry_margin_seconds)
+    later = expires_at + margin  # the expiry check of the budget
     stack.sim.clock = lambda: later  # NICEPAY's clock too: its code reads 4 by itself
 
     assert await stack.services.reconciler.sweep(now=later) == report(checked=1, expired=1)
@@ -66,7 +66,7 @@ async def test_code_dead_at_nicepay_before_expiry_is_cancelled(stack: Stack) -> 
     payment = await stack.register()
     stack.sim.transactions[payment["txid"]].lifecycle = Lifecycle.CANCELLED  # e.g. dashboard
 
-    assert await stack.services.reconciler.sweep() == report(checked=1, cancelled=1)
+    assert await stack.services.reconciler.sweep(now=soon()) == report(checked=1, cancelled=1)
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("cancelled", "reconcile"),
@@ -78,33 +78,44 @@ async def test_code_nicepay_expired_early_is_expired_not_cancelled(stack: Stack)
     payment = await stack.register()
     await stack.sim.expire(payment["txid"])
 
-    assert await stack.services.reconciler.sweep() == report(checked=1, expired=1)
+    assert await stack.services.reconciler.sweep(now=soon()) == report(checked=1, expired=1)
     assert (await history(stack, payment["reference_no"]))[-1] == ("expired", "reconcile")
 
 
-async def test_unpaid_and_ready_codes_are_left_and_checked_again_later(stack: Stack) -> None:
+async def test_unpaid_and_ready_codes_are_left_and_checked_again_on_schedule(
+    stack: Stack,
+) -> None:
     unpaid = await stack.register()
     ready = await stack.register()
     await stack.sim.ready(ready["txid"])
-    now = now_utc()
-
-    assert await stack.services.reconciler.sweep(now=now) == report(checked=2, left=2)
     row = await payment_row(stack, unpaid["reference_no"])
-    assert row.status == "pending"
-    assert row.next_check_at == next_check(row.expires_at, now)
-    # The lease is the backoff: a sweep before the next check time does nothing.
-    assert await stack.services.reconciler.sweep(now=now + timedelta(minutes=1)) == report()
+    created, expires_at = row.created_at, row.expires_at
+    assert row.next_check_at == created + timedelta(minutes=10)
+    first = created + FIRST_CHECK
 
-    # Near the expiry the checks come closer together, and keep coming just after it
-    # while NICEPAY (whose clock has not moved here) still says unpaid.
-    near = row.expires_at - timedelta(minutes=16)
-    assert await stack.services.reconciler.sweep(now=near) == report(checked=2, left=2)
+    assert await stack.services.reconciler.sweep(now=first) == report(checked=2, left=2)
     row = await payment_row(stack, unpaid["reference_no"])
-    assert row.next_check_at == near + timedelta(minutes=2)
-    past = row.expires_at + timedelta(seconds=30)
+    assert (row.status, row.sweep_inquiries) == ("pending", 1)
+    assert row.next_check_at == created + timedelta(hours=1)
+    # Nothing is asked between two checks of the schedule.
+    assert await stack.services.reconciler.sweep(now=first + timedelta(minutes=20)) == report()
+
+    # A check done late uses up the slots it passed: at 7 h (the 1 h and 6 h checks both
+    # due) the code is asked about once, and the next check is the expiry check.
+    late = created + timedelta(hours=7)
+    assert await stack.services.reconciler.sweep(now=late) == report(checked=2, left=2)
+    row = await payment_row(stack, unpaid["reference_no"])
+    margin = timedelta(seconds=stack.services.settings.reconcile_expiry_margin_seconds)
+    assert (row.sweep_inquiries, row.next_check_at) == (2, expires_at + margin)
+    # NICEPAY (whose clock has not moved here) still says unpaid at the expiry check: the
+    # budget of this 24 h code (10m, 1h, 6h, expiry) is spent, nothing more is asked.
+    # (NICEPAY's expiry has whole seconds: the second code's may be a second later.)
+    other = await payment_row(stack, ready["reference_no"])
+    past = max(expires_at, other.expires_at) + margin
     assert await stack.services.reconciler.sweep(now=past) == report(checked=2, left=2)
     row = await payment_row(stack, unpaid["reference_no"])
-    assert row.next_check_at == past + timedelta(minutes=1)
+    assert (row.sweep_inquiries, row.next_check_at) == (3, None)
+    assert await stack.services.reconciler.sweep(now=past + timedelta(days=3)) == report()
     assert await history(stack, unpaid["reference_no"]) == [("registered", "api")]
 
 
@@ -112,10 +123,12 @@ async def test_inquiry_failure_counts_as_failed_and_is_retried_later(stack: Stac
     payment = await stack.register()
     await stack.sim.settle_silently(payment["txid"])
     stack.sim.faults = INQUIRY_DOWN
-    now = now_utc()
+    now = soon()
 
     assert await stack.services.reconciler.sweep(now=now) == report(checked=1, failed=1)
     assert (await stack.payment(payment["reference_no"]))["status"] == "pending"
+    row = await payment_row(stack, payment["reference_no"])
+    assert row.sweep_inquiries == 0  # a failed inquiry does not spend the budget
 
     stack.sim.faults = Faults()
     assert await stack.services.reconciler.sweep(now=now) == report()  # not due yet
@@ -186,14 +199,16 @@ async def test_notification_nicepay_contradicts_is_quarantined(stack: Stack) -> 
     stack.sim.faults = Faults()
 
     # The push is set aside; the payment itself is asked about and stays pending.
-    assert await stack.services.reconciler.sweep() == report(checked=2, quarantined=1, left=1)
+    assert await stack.services.reconciler.sweep(now=soon()) == report(
+        checked=2, quarantined=1, left=1
+    )
     assert await history(stack, payment["reference_no"]) == [
         ("registered", "api"),
         ("quarantined", "reconcile"),
     ]
     [row] = await ledger(stack, payment["txid"])
     assert row.resolved_at is not None
-    assert await stack.services.reconciler.sweep() == report()
+    assert await stack.services.reconciler.sweep(now=soon()) == report()
 
 
 async def test_registration_that_never_got_a_code_fails_after_expiry(stack: Stack) -> None:
