@@ -393,6 +393,8 @@ class Bench:
         sim_argv = [
             sys.executable, "-m", "simulator", "--port", str(sim_port), "--no-access-log"
         ]  # fmt: skip
+        if before:  # its own simulator: today's refuses what that version did not send
+            sim_argv = [before.python, "-m", "simulator", "--port", str(sim_port)]
         root = before.root if before else procs.ROOT
         env = procs.python_env(
             root,
@@ -416,7 +418,7 @@ class Bench:
                 sim_argv,
                 port=sim_port,
                 cpu=procs.LOAD_CPU,
-                env=procs.python_env(),
+                env=procs.python_env(root),
                 logs=self.logs,
                 ready_path="/sim/stats",
             ) as simulator,
