@@ -21,6 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from app.nicepay.client import NicepayError, NicepayUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -125,6 +127,18 @@ class NicepayDown(AppError):
 class NicepayTimeout(AppError):
     status_code = 504
     error = "nicepay_timeout"
+
+
+def nicepay_failed(exc: NicepayError | NicepayUnavailable, what: str) -> AppError:
+    """NICEPAY's failure on `what` (the cancel, the status inquiry) as the API answers it:
+    502 with its resultCd when it refused, 504 when it did not answer in time, 502 when it
+    answered nothing usable. The payment is unchanged."""
+    if isinstance(exc, NicepayError):
+        return NicepayRejected(
+            exc.result_msg or f"NICEPAY refused {what}", nicepay_code=exc.result_cd
+        )
+    error = NicepayTimeout if exc.timed_out else NicepayDown
+    return error(f"NICEPAY did not answer {what} ({exc.reason}); the payment is unchanged")
 
 
 class DatabaseUnavailable(AppError):

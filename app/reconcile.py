@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.config import Settings
-from app.errors import NicepayDown, NicepayRejected, NicepayTimeout, TooManyRequests
+from app.errors import TooManyRequests, nicepay_failed
 from app.logs import request_id
 from app.models import EventSource, Notification, Outcome, Payment, PaymentStatus
 from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
@@ -461,16 +461,8 @@ class Reconciler:
             )
         try:
             inquiry = await self._ask(payment, reason)
-        except NicepayError as exc:
-            raise NicepayRejected(
-                exc.result_msg or "NICEPAY refused the status inquiry", nicepay_code=exc.result_cd
-            ) from exc
-        except NicepayUnavailable as exc:
-            error = NicepayTimeout if exc.timed_out else NicepayDown
-            raise error(
-                f"NICEPAY did not answer the status inquiry ({exc.reason}); the payment is "
-                "unchanged"
-            ) from exc
+        except (NicepayError, NicepayUnavailable) as exc:
+            raise nicepay_failed(exc, "the status inquiry") from exc
         current = await self.store.payment_by_id(payment["id"])
         if current is not None and current["status"] == S.PENDING:
             outcome = await self._apply(current, inquiry, now, source=source, actor=actor)

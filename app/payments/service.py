@@ -16,6 +16,7 @@ from app.errors import (
     NicepayTimeout,
     NotFound,
     RegistrationInProgress,
+    nicepay_failed,
 )
 from app.models import EventSource, PaymentStatus
 from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
@@ -217,15 +218,8 @@ class PaymentService:
             await self.nicepay.cancel(
                 payment["txid"], reference_no, payment["amount"], "cancelled by merchant"
             )
-        except NicepayError as exc:
-            raise NicepayRejected(
-                exc.result_msg or "NICEPAY refused the cancel", nicepay_code=exc.result_cd
-            ) from exc
-        except NicepayUnavailable as exc:
-            error = NicepayTimeout if exc.timed_out else NicepayDown
-            raise error(
-                f"NICEPAY did not answer the cancel ({exc.reason}); the payment is unchanged"
-            ) from exc
+        except (NicepayError, NicepayUnavailable) as exc:
+            raise nicepay_failed(exc, "the cancel") from exc
         written = await self.store.transition(payment, S.CANCELLED, source, now_utc(), actor=actor)
         current = await self._get(reference_no)
         if written is None:
