@@ -25,9 +25,6 @@ from app.nicepay.wib import WIB, now_utc
 # NICEPAY's ANS charset without what would break a URL path segment or a form field.
 REFERENCE_PATTERN = r"^[A-Za-z0-9._:@+\-]{1,40}$"
 
-# NICEPAY's cartData is AN 4000 (REFERENCE.md §1.2): a longer cart is refused here, not there.
-CART_DATA_MAX = 4000
-
 Amount = Annotated[StrictInt, Field(gt=0, le=999_999_999_999)]
 # NICEPAY's cartData is AN 4000 (REFERENCE.md §1.3); counted in UTF-8 bytes, the stricter reading.
 CART_DATA_MAX_BYTES = 4000
@@ -51,7 +48,14 @@ class _Body(BaseModel):
 class Customer(_Body):
     name: Text30
     phone: Annotated[Digits, StringConstraints(min_length=6, max_length=15)]
-    email: Annotated[str, StringConstraints(max_length=40, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    # No control characters (a NUL would not fit a database column: the email is stored).
+    email: Annotated[
+        str,
+        StringConstraints(
+            max_length=40,
+            pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+        ),
+    ]
     city: Text50 | None = None
     state: Text50 | None = None
     postal_code: Annotated[Digits, StringConstraints(max_length=10)] | None = None
@@ -153,8 +157,6 @@ class PaymentCreate(_Body):
             total = sum(i.goods_amt for i in self.cart.item)
             if total != self.amount:
                 raise ValueError(f"cart items total {total}, but amount is {self.amount}")
-        if self.cart and len(self.cart.to_cart_data()) > CART_DATA_MAX:
-            raise ValueError(f"cart is longer than NICEPAY's cartData ({CART_DATA_MAX} characters)")
         return self
 
     def fingerprint(self) -> str:

@@ -106,3 +106,13 @@ async def test_a_cart_just_under_the_limit_is_sent(stack: Stack, raw: httpx.Asyn
     )
     assert response.status_code == 201, response.text
     assert stack.sim.calls["onePass.do"] == 1
+
+
+@pytest.mark.parametrize("email", ["0@0.\x00", "budi\x07@example.co.id", "budi@exa\x7fmple.id"])
+async def test_an_email_with_a_control_character_is_422(stack: Stack, email: str) -> None:
+    """The email is stored (the console searches it): a NUL there was a 503 on PostgreSQL."""
+    customer = {"name": "Budi", "phone": "081234567890", "email": email}
+    response = await stack.client.post(PAYMENTS, json=payment_body(customer=customer))
+    assert response.status_code == 422, response.text
+    assert "email" in response.text
+    assert stack.sim.calls["onePass.do"] == 0
