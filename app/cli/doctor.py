@@ -2,12 +2,15 @@
 
 import argparse
 import asyncio
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from app.cli.common import load_settings, run_async, sqlite_file_missing
-from app.config import Settings
+from app.config import SANDBOX_MERCHANT_KEY, SHIPPED_BILLING, Settings, env_file_in_use
+from app.logs import redact_url, secrets_of
 
 if TYPE_CHECKING:
     import httpx
@@ -16,7 +19,6 @@ if TYPE_CHECKING:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from app.logs import secrets_of
 
     settings = load_settings()
     checks = [*_settings_checks(settings), *run_async(_live_checks(settings, args))]
@@ -36,8 +38,6 @@ Check = tuple[str, str, str]  # (ok | warn | fail, what, detail)
 
 def _settings_checks(settings: Settings) -> list[Check]:
     """What the settings say, without any secret value (only whether each is set)."""
-    from app.config import SANDBOX_MERCHANT_KEY, env_file_in_use
-    from app.logs import redact_url
 
     dev = settings.app_env != "production"
     key = settings.nicepay_merchant_key.get_secret_value()
@@ -90,7 +90,6 @@ def _settings_checks(settings: Settings) -> list[Check]:
 def _billing_check(settings: Settings) -> Check:
     """Whether BILLING_DEFAULT_* (sent when the storefront gives no address) are still the
     shipped ones: NICEPAY would then see a central Jakarta address for every such buyer."""
-    from app.config import SHIPPED_BILLING
 
     defaults = settings.billing_defaults
     shown = ", ".join(defaults.values())
@@ -107,7 +106,6 @@ def _billing_check(settings: Settings) -> Check:
 
 
 def _is_local(url: str) -> bool:
-    from urllib.parse import urlsplit
 
     host = urlsplit(url).hostname or ""
     return host == "localhost" or host.startswith("127.") or host == "::1"
@@ -134,7 +132,6 @@ async def _database_check(services: "Services") -> Check:
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.health import current_revision, head_revision
-    from app.logs import redact_url
 
     where = redact_url(services.settings.database_url)
     if await asyncio.to_thread(sqlite_file_missing, services.settings.database_url):
@@ -175,9 +172,7 @@ async def _backlog_check(services: "Services") -> Check:
 async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> list[Check]:
     """One status inquiry for a transaction that does not exist: reachable, iMid and key sane."""
     import time
-    from email.utils import parsedate_to_datetime
 
-    from app.logs import redact_url
     from app.nicepay.client import NicepayError, NicepayUnavailable
     from app.nicepay.wib import WIB, now_utc
 
@@ -219,8 +214,6 @@ async def _client_ip_check(
     """Ask the running service which IP it resolves for this host (GET /whoami; production
     answers it only with a storefront key)."""
     import httpx
-
-    from app.logs import redact_url
 
     url = service_url.rstrip("/") + "/whoami"
     headers = {"Authorization": f"Bearer {keys[0].get_secret_value()}"} if keys else {}
