@@ -421,6 +421,7 @@ class Bench:
                 env=procs.python_env(root),
                 logs=self.logs,
                 ready_path="/sim/stats",
+                cwd=root,  # `python -m simulator` imports from its working directory first
             ) as simulator,
             procs.server(
                 f"service-{name}",
