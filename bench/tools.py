@@ -54,9 +54,12 @@ def ensure_py_spy() -> str | None:
         if candidate and Path(candidate).exists():
             return str(candidate)
     print(f"bench: py-spy not found, installing it into {TOOLS}", flush=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _quiet([*pip, "--target", str(TOOLS), "py-spy"], 300)
     binary = TOOLS / "bin" / "py-spy"
+    # The project's venv (made by uv) has no pip: the interpreter it was made from has.
+    for python in (sys.executable, getattr(sys, "_base_executable", ""), "python3"):
+        if python and not binary.exists():
+            pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            _quiet([*pip, "--target", str(TOOLS), "py-spy"], 300)
     return str(binary) if binary.exists() else None
 
 
