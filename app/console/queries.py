@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, literal, or_, select
+from sqlalchemy import func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
@@ -23,6 +23,7 @@ from app.models import (
     WebhookStatus,
 )
 from app.nicepay.wib import WIB
+from app.reconcile import due_checks
 
 PAGE = 50
 BACKLOG_CAP = 10_000  # counts of open work stop here ("10,000+"): no scan of a huge backlog
@@ -160,44 +161,29 @@ def nicepay_health() -> list[CallHealth]:
     return health
 
 
-async def capped_count(session: AsyncSession, query: Select[Any]) -> int:
-    bounded = query.limit(BACKLOG_CAP + 1).subquery()
-    return int(await session.scalar(select(func.count()).select_from(bounded)) or 0)
+async def capped_count(session: AsyncSession, table: Any, *where: Any) -> int:
+    """Rows of `table` matching `where`, counted up to BACKLOG_CAP + 1 (no scan past it)."""
+    bounded = select(literal(1)).select_from(table).where(*where).limit(BACKLOG_CAP + 1)
+    return int(await session.scalar(select(func.count()).select_from(bounded.subquery())) or 0)
 
 
 async def backlog(session: AsyncSession, now: datetime) -> Backlog:
-    one = literal(1)
-    due = await capped_count(
-        session,
-        select(one)
-        .select_from(Payment)
-        .where(
-            Payment.status == PaymentStatus.PENDING,
-            or_(Payment.next_check_at.is_(None), Payment.next_check_at <= now),
-        ),
-    )
-    registering = await capped_count(
-        session, select(one).select_from(Payment).where(Payment.status == PaymentStatus.REGISTERING)
-    )
+    # "Due" is the sweep's own claim condition (app/reconcile.due_checks): a pending code
+    # whose next check has come; NULL means its budget is spent, not that it is due.
+    due = await capped_count(session, Payment, due_checks(now).whereclause)
+    registering = await capped_count(session, Payment, Payment.status == PaymentStatus.REGISTERING)
     awaiting = await capped_count(
         session,
-        select(one)
-        .select_from(Notification)
-        .where(
-            Notification.outcome == Outcome.AWAITING_CONFIRMATION,
-            Notification.resolved_at.is_(None),
-        ),
+        Notification,
+        Notification.outcome == Outcome.AWAITING_CONFIRMATION,
+        Notification.resolved_at.is_(None),
     )
-    quarantined = await capped_count(
-        session, _quarantine_query(reviewed=False).with_only_columns(one)
-    )
+    quarantined = await capped_count(session, Notification, *_quarantined(reviewed=False))
     pending = await capped_count(
-        session,
-        select(one).select_from(WebhookEvent).where(WebhookEvent.status == WebhookStatus.PENDING),
+        session, WebhookEvent, WebhookEvent.status == WebhookStatus.PENDING
     )
     given_up = await capped_count(
-        session,
-        select(one).select_from(WebhookEvent).where(WebhookEvent.status == WebhookStatus.GIVEN_UP),
+        session, WebhookEvent, WebhookEvent.status == WebhookStatus.GIVEN_UP
     )
     oldest = await session.scalar(
         select(WebhookEvent.next_attempt_at)
@@ -290,11 +276,12 @@ async def payment_page(session: AsyncSession, reference_no: str) -> PaymentPage 
 # --- quarantine and webhooks ---------------------------------------------------------------
 
 
-def _quarantine_query(*, reviewed: bool) -> Select[Any]:
-    query = select(Notification).where(Notification.outcome == Outcome.QUARANTINED)
-    if reviewed:
-        return query.where(Notification.reviewed_at.is_not(None))
-    return query.where(Notification.reviewed_at.is_(None))
+def _quarantined(*, reviewed: bool) -> tuple[Any, ...]:
+    """The quarantine queue's condition: quarantined ledger rows, reviewed or not."""
+    review = (
+        Notification.reviewed_at.is_not(None) if reviewed else Notification.reviewed_at.is_(None)
+    )
+    return Notification.outcome == Outcome.QUARANTINED, review
 
 
 async def quarantine(
@@ -303,8 +290,8 @@ async def quarantine(
     """Quarantined ledger rows, newest first (the index on outcome, id), with their payment's
     reference_no when the push named a known payment."""
     query = (
-        _quarantine_query(reviewed=reviewed)
-        .add_columns(Payment.reference_no)
+        select(Notification, Payment.reference_no)
+        .where(*_quarantined(reviewed=reviewed))
         .outerjoin(Payment, Payment.id == Notification.payment_id)
         .order_by(Notification.id.desc())
         .limit(PAGE)

@@ -4,13 +4,16 @@ on the payment's history. The browser tests (test_browser.py) drive the same pag
 Chromium against a real server process."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from app.console import queries
 from app.models import Notification, Payment, PaymentEvent
+from app.nicepay.wib import now_utc
 from tests.conftest import STOREFRONT_KEY, Stack
 from tests.console.helpers import PASSWORD, add_operator, new_name, post_form, sign_in
 
@@ -355,3 +358,27 @@ async def test_overview_counts_today(stack: Stack, console: httpx.AsyncClient) -
     assert "<svg" in page.text
     assert "onePass" in page.text or "NICEPAY calls" in page.text
     assert STOREFRONT_KEY not in page.text
+
+
+async def test_backlog_counts_due_checks_as_the_sweep_claims_them(stack: Stack) -> None:
+    """Due means what the reconciler claims: a pending code whose next check has come. A
+    pending code with no check left (next_check_at NULL: its budget spent) is not due."""
+    due, spent, later = [await stack.register() for _ in range(3)]
+    now = now_utc()
+    values = {
+        due["reference_no"]: now - timedelta(minutes=1),
+        spent["reference_no"]: None,
+        later["reference_no"]: now + timedelta(hours=1),
+    }
+    async with stack.services.sessions() as session:
+        for reference_no, next_check_at in values.items():
+            await session.execute(
+                update(Payment)
+                .where(Payment.reference_no == reference_no)
+                .values(next_check_at=next_check_at)
+            )
+        await session.commit()
+        backlog = await queries.backlog(session, now)
+    claimed = await stack.services.reconciler.backlog(now)
+    assert backlog.reconcile_due == 1
+    assert claimed.due == 1
