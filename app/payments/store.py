@@ -483,10 +483,12 @@ class PostgresStore(PaymentStore):
             with _unavailable_on_driver_errors():
                 try:
                     # Waiting for a pooled connection is queueing behind a burst, not a
-                    # stall: it may take twice a statement's deadline.
+                    # stall: with the statement it may take three statement deadlines. One
+                    # deadline for both: asyncpg's own acquire timeout would wrap every
+                    # acquire in a task of its own (wait_for and shield).
                     async with asyncio.timeout(self._timeout * 3):
                         pool = await self._open()
-                        async with pool.acquire(timeout=self._timeout * 2) as connection:
+                        async with pool.acquire() as connection:
                             return await getattr(connection, method)(statement.sql, *args)
                 except (
                     asyncpg.ConnectionDoesNotExistError,
