@@ -7,6 +7,7 @@ its own address is appended by the first trusted proxy it reached.
 """
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from app.config import Network
@@ -14,6 +15,9 @@ from app.config import Network
 IP = IPv4Address | IPv6Address
 
 
+# Memoised: every request parses its peer (a few distinct addresses: NICEPAY's, a proxy's),
+# and ipaddress's parser is pure Python. Bounded, so a flood of new addresses only evicts.
+@lru_cache(maxsize=4096)
 def parse_ip(text: str | None) -> IP | None:
     """An address from a peer or header entry: ports, brackets and v4-mapped v6 handled."""
     if not text:

@@ -288,6 +288,17 @@ async def test_json_body_is_not_a_notification(stack: Stack) -> None:
     assert await status_of(stack, payment["reference_no"]) == "pending"
 
 
+async def test_another_method_is_405_and_nothing_recorded(stack: Stack) -> None:
+    """Only a POST takes the push lane (app/notifications/router.py PushLane); the rest
+    reach the router, which knows the path."""
+    async with stack.nicepay() as nicepay:
+        response = await nicepay.get(URL)
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert response.headers["x-request-id"]
+    assert await ledger(stack) == []
+
+
 async def test_database_down_is_503_and_acknowledges_nothing(stack: Stack) -> None:
     payment = await stack.register()
     await stack.sim.settle_silently(payment["txid"])
