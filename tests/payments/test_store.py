@@ -3,6 +3,9 @@ one-statement apply (inquiry off) keeps every check and leaves the same ledger r
 read-and-decide path; a write whose change matches nothing writes nothing (no event, no
 outbox row); a connection the server ended is replaced before a read uses it."""
 
+import asyncio
+import sqlite3
+import threading
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -14,7 +17,7 @@ from app.models import EventSource, PaymentEvent, PaymentStatus
 from app.nicepay.tokens import txid_token
 from app.nicepay.wib import now_utc
 from app.payments.machine import status_change
-from app.payments.store import Change, PostgresStore, Write
+from app.payments.store import Change, PostgresStore, Write, _Writer
 from tests.conftest import Stack, StackFactory, move
 from tests.notifications.test_checks import deposit_form, ledger, push
 
@@ -145,3 +148,34 @@ async def test_a_connection_the_server_ended_is_replaced(stack: Stack, database_
     assert (
         await stack.client.get(f"/api/v1/cvs/payments/{payment['reference_no']}")
     ).status_code == 200
+
+
+async def test_sqlite_writer_runs_calls_in_order_and_hands_back_errors() -> None:
+    """The SQLite writer thread (store.py _Writer): one thread, calls in the order given, an
+    exception raised in it reaches its caller, a call its caller stopped waiting for is not
+    run, and stop() ends the thread."""
+    writer = _Writer()
+    seen: list[tuple[int, str]] = []
+
+    def note(n: int) -> int:
+        seen.append((n, threading.current_thread().name))
+        return n
+
+    def fail() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    gate = threading.Event()
+    blocked = writer.call(gate.wait)
+    skipped = writer.call(note, 0)
+    skipped.cancel()  # its caller gave up while the thread was busy
+    calls = [writer.call(note, n) for n in range(1, 6)]
+    failing = writer.call(fail)
+    gate.set()
+    assert await blocked is True
+    assert await asyncio.gather(*calls) == [1, 2, 3, 4, 5]
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await failing
+    assert [n for n, _ in seen] == [1, 2, 3, 4, 5]
+    assert {name for _, name in seen} == {"sqlite-writer"}
+    writer.stop()
+    assert not writer._thread.is_alive()
