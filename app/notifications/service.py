@@ -5,7 +5,8 @@ checks that need nothing (source IP, form, token) → a read of the payment → 
 inquiry when the decision asks for it (outside any transaction) → one atomic write in the
 payments store: the compare-and-set from the status that was read, the ledger row, the event
 and the outbox row. If the status moved in between, nothing is written and the push is
-decided again from a fresh read. The reply goes out only after that write has committed.
+decided again from the payment as that write found it (read back in the same round trip).
+The reply goes out only after that write has committed.
 """
 
 import hashlib
@@ -25,7 +26,7 @@ from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
 from app.nicepay.codes import is_numeric
 from app.nicepay.wib import now_utc
 from app.notifications.decide import Decision, Inquiry, Push, Verdict, decide
-from app.payments.store import PaymentStore, Row, StoreUnavailable
+from app.payments.store import MovedOn, PaymentStore, Row, StoreUnavailable, Written
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class NotificationService:
             return await self._reject(inbound, checks, http_status, reason)
         push = Push.of(inbound.fields)
         verify = self.settings.nicepay_verify_with_inquiry
+        known: MovedOn | None = None  # the payment as a lost compare-and-set found it
         if self.write_without_read and push.self_evident:
             # Assume the payment is the pending one the push describes; the compare-and-set
             # (tXid, referenceNo, amount, status) checks the assumption.
@@ -185,12 +187,16 @@ class NotificationService:
             decision = decide(push, match, verify=False)
             if decision.verdict is Verdict.APPLY:
                 claimed = {**match, "id": None}
-                reply = await self._apply(inbound, checks, decision, claimed, push, match)
-                if reply is not None:
-                    return reply
+                applied = await self._apply(inbound, checks, decision, claimed, push, match)
+                if isinstance(applied, Reply):
+                    return applied
+                known = applied
         inquiry: Inquiry | None = None
         for _ in range(MAX_READS):
-            payment = await self.store.payment_by_txid(push.txid)
+            if known is None:
+                payment = await self.store.payment_by_txid(push.txid)
+            else:
+                payment, known = known.current, None
             decision = decide(push, payment, inquiry, verify=verify)
             if decision.verdict is Verdict.CONFIRM:
                 assert payment is not None
@@ -199,9 +205,10 @@ class NotificationService:
             if decision.verdict is not Verdict.APPLY:
                 return await self._record(inbound, checks, decision, payment)
             assert payment is not None
-            reply = await self._apply(inbound, checks, decision, payment, push)
-            if reply is not None:
-                return reply
+            applied = await self._apply(inbound, checks, decision, payment, push)
+            if isinstance(applied, Reply):
+                return applied
+            known = applied
         raise RuntimeError(f"payment {push.txid} kept changing while a push was applied")
 
     def _refusal(self, inbound: Inbound, checks: dict[str, str]) -> tuple[int, str] | None:
@@ -264,9 +271,9 @@ class NotificationService:
         payment: Row,
         push: Push,
         match: dict[str, Any] | None = None,
-    ) -> Reply | None:
-        """The change, its event, outbox and ledger row in one write; None when the payment
-        moved on meanwhile (nothing was written)."""
+    ) -> Reply | MovedOn | None:
+        """The change, its event, outbox and ledger row in one write. When the payment moved
+        on meanwhile nothing is written, and it comes back as it is now (None: read it)."""
         now = now_utc()
         late = {"late": True} if decision.late else None
         ledger = inbound.ledger_row(
@@ -281,9 +288,10 @@ class NotificationService:
             values={"paid_late": True} if decision.late else None,
             ledger=ledger,
             match=match,
+            read_back=push.txid,
         )
-        if written is None:
-            return None
+        if not isinstance(written, Written):
+            return written
         return Reply(200, OK, Outcome.APPLIED, written.notification_id)
 
     async def _record(

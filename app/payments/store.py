@@ -12,7 +12,8 @@ the columns' own type processing, and run on the driver (no Session, no greenlet
   call is one hop to that thread, a write one transaction inside it.
 
 A compare-and-set matches the columns the caller read (its status among them): when the
-payment moved on meanwhile, nothing is written and the caller reads again and decides again.
+payment moved on meanwhile, nothing is written and the caller decides again, on a fresh read
+or on the payment the write read back (`read_back`) in the same round trip.
 Every wait here has a deadline (DATABASE_TIMEOUT_SECONDS): past it, `StoreUnavailable`,
 and nothing was acknowledged.
 """
@@ -29,7 +30,17 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import ClauseElement, Dialect, bindparam, insert, literal_column, select, update
+from sqlalchemy import (
+    ClauseElement,
+    Dialect,
+    bindparam,
+    exists,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -93,6 +104,9 @@ class Write:
 
     `resolve` marks a ledger row resolved (`resolved_at IS NULL` → set): the write happens
     only if it does, so two sweepers never complete the same row twice.
+
+    `read_back` (a tXid): when the change matches nothing, the payment with that tXid as it
+    is now comes back in the same round trip, for the caller to decide again without a read.
     """
 
     ledger: dict[str, Any] | None = None
@@ -100,6 +114,7 @@ class Write:
     event: dict[str, Any] | None = None  # EVENT_COLUMNS; notification_id defaults to the ledger's
     outbox: dict[str, Any] | None = None  # OUTBOX_COLUMNS
     resolve: tuple[int, datetime] | None = None  # (ledger row id, when)
+    read_back: str | None = None
 
     def shape(self) -> "Shape":
         change = (tuple(self.change.match), tuple(self.change.values)) if self.change else None
@@ -109,6 +124,7 @@ class Write:
             self.event is not None,
             self.outbox is not None,
             self.resolve is not None,
+            self.read_back is not None,
         )
 
     def params(self) -> dict[str, Any]:
@@ -121,6 +137,8 @@ class Write:
         params |= {"o_" + k: v for k, v in (self.outbox or {}).items()}
         if self.resolve:
             params |= {"r_id": self.resolve[0], "r_at": self.resolve[1]}
+        if self.read_back is not None:
+            params["txid"] = self.read_back
         return params
 
 
@@ -130,7 +148,15 @@ class Written:
     payment_id: int | None  # the payment changed, if any
 
 
-Shape = tuple[bool, tuple[tuple[str, ...], tuple[str, ...]] | None, bool, bool, bool]
+@dataclass(frozen=True)
+class MovedOn:
+    """A write with `read_back` whose change matched nothing: nothing was written, and this
+    is the payment as it is now (None: no payment has that tXid)."""
+
+    current: Row | None
+
+
+Shape = tuple[bool, tuple[tuple[str, ...], tuple[str, ...]] | None, bool, bool, bool, bool]
 
 
 @dataclass(frozen=True)
@@ -281,10 +307,12 @@ class PaymentStore:
         notification_id: int | None = None,
         match: dict[str, Any] | None = None,
         actor: str | None = None,
-    ) -> Written | None:
+        read_back: str | None = None,
+    ) -> Written | MovedOn | None:
         """Move `payment` (as read) to `to`: the compare-and-set on its status as read (or
         on `match`), the event, the outbox row and the ledger row, in one write. None when
-        the payment moved on meanwhile: nothing was written."""
+        the payment moved on meanwhile: nothing was written; with `read_back` (its tXid),
+        MovedOn with the payment as it is now instead."""
         changes = status_change(to, at, values)
         event = self.event(payment.get("id"), to, source, at, detail, notification_id, actor)
         match = match or {"id": payment["id"], "status": payment["status"]}
@@ -294,9 +322,10 @@ class PaymentStore:
                 change=Change(match, changes),
                 event=event,
                 outbox=await self._outbox({**payment, **changes}, event),
+                read_back=read_back,
             )
         )
-        if written is not None:
+        if isinstance(written, Written):
             metrics.TRANSITIONS.labels(to.value).inc()
         return written
 
@@ -323,7 +352,10 @@ class PaymentStore:
             )
             event["dedupe_key"] = dedupe_key
             outbox = await self._outbox(payment, event)
-        return await self.write(Write(ledger=ledger, event=event, outbox=outbox, resolve=resolve))
+        written = await self.write(
+            Write(ledger=ledger, event=event, outbox=outbox, resolve=resolve)
+        )
+        return written if isinstance(written, Written) else None
 
     @staticmethod
     def event(
@@ -380,8 +412,9 @@ class PaymentStore:
     ) -> list[Row]:
         raise NotImplementedError
 
-    async def write(self, write: Write) -> Written | None:
-        """What was written; None when the change (or the resolve) matched nothing."""
+    async def write(self, write: Write) -> Written | MovedOn | None:
+        """What was written; None when the change (or the resolve) matched nothing (MovedOn,
+        with the payment as it is now, when the write asked to `read_back`)."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -400,7 +433,7 @@ class PostgresStore(PaymentStore):
 
     def build_write(self, shape: Shape) -> Compiled:
         """One statement: WITH cas AS (UPDATE), led AS (INSERT ... FROM cas), ev, ob."""
-        with_ledger, change, with_event, with_outbox, with_resolve = shape
+        with_ledger, change, with_event, with_outbox, with_resolve, with_read_back = shape
         cas = _cas(*change).cte("cas") if change else None
         res = _resolve().cte("res") if with_resolve else None
         source = cas if cas is not None else res  # the row the others hang on, if any
@@ -439,9 +472,22 @@ class PostgresStore(PaymentStore):
         if with_outbox:  # only with an event: none when the event was a repeat
             outbox = rows(_binds(OUTBOX, "o_", OUTBOX_COLUMNS), parts[-1])
             parts.append(insert(OUTBOX).from_select(OUTBOX_COLUMNS, outbox).cte("ob"))
+        written = [t for t in (led, cas, res) if t is not None]
+        if with_read_back and cas is not None:
+            # Always one row: the ids written (NULL when the compare-and-set matched
+            # nothing), then the payment with that tXid as the statement found it, only
+            # when nothing was written (the CTEs all see the same snapshot).
+            now = (
+                select(*PAYMENTS.c)
+                .where(PAYMENTS.c.txid == bindparam("txid"), ~exists().select_from(cas))
+                .cte("now")
+            )
+            ids = [select(t.c.id).scalar_subquery().label(f"{t.name}_id") for t in written]
+            one = select(literal_column("1").label("one")).subquery("one")
+            statement = select(*ids, *now.c).select_from(one.outerjoin(now, true()))
+            return Compiled.of(statement.add_cte(*parts), self.dialect)
         # One row of ids (ledger, payment, resolved row: those written), or none at all when
         # the compare-and-set or the resolve matched nothing.
-        written = [t for t in (led, cas, res) if t is not None]
         statement = (
             select(*(t.c.id for t in written))
             if written
@@ -508,11 +554,17 @@ class PostgresStore(PaymentStore):
         rows = await self._run("fetch", statement, statement.args(values), retry=not write)
         return [statement.row(r) for r in rows]
 
-    async def write(self, write: Write) -> Written | None:
+    async def write(self, write: Write) -> Written | MovedOn | None:
         statement = self.compiled_write(write.shape())
         row = await self._run("fetchrow", statement, statement.args(write.params()), retry=False)
         if row is None:
             return None
+        if write.read_back is not None:
+            found = statement.row(row)
+            if found["cas_id"] is None:
+                current = {c: found[c] for c in ("id", *PAYMENT_COLUMNS)}
+                return MovedOn(current if current["id"] is not None else None)
+            return Written(found.get("led_id"), found["cas_id"])
         ids = iter(row)
         ledger_id = next(ids) if write.ledger is not None else None
         payment_id = next(ids) if write.change is not None else None
@@ -534,6 +586,7 @@ class _SqliteWrite:
     ledger: Compiled | None
     event: Compiled | None
     outbox: Compiled | None
+    read_back: Compiled | None
 
 
 class SqliteStore(PaymentStore):
@@ -548,7 +601,7 @@ class SqliteStore(PaymentStore):
 
     def build_write(self, shape: Shape) -> _SqliteWrite:
         """Separate statements (SQLite has no data-modifying CTEs), run as one transaction."""
-        with_ledger, change, with_event, with_outbox, with_resolve = shape
+        with_ledger, change, with_event, with_outbox, with_resolve, with_read_back = shape
         d = self.dialect
 
         def plain_insert(table: Any, prefix: str, columns: Sequence[str]) -> Compiled:
@@ -564,6 +617,7 @@ class SqliteStore(PaymentStore):
             if with_event
             else None,
             outbox=plain_insert(OUTBOX, "o_", OUTBOX_COLUMNS) if with_outbox else None,
+            read_back=self.by_txid if with_read_back else None,
         )
 
     async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -602,11 +656,11 @@ class SqliteStore(PaymentStore):
         rows: list[Row] = await self._run(run)
         return rows
 
-    async def write(self, write: Write) -> Written | None:
+    async def write(self, write: Write) -> Written | MovedOn | None:
         statements: _SqliteWrite = self.compiled_write(write.shape())
         params = write.params()
 
-        def run(db: sqlite3.Connection) -> Written | None:
+        def run(db: sqlite3.Connection) -> Written | MovedOn | None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for guard in (statements.resolve, statements.cas):
@@ -614,8 +668,12 @@ class SqliteStore(PaymentStore):
                         continue
                     matched = db.execute(*_sql(guard, params)).fetchall()
                     if len(matched) != 1:
+                        moved = None
+                        if statements.read_back and guard is statements.cas:
+                            found = db.execute(*_sql(statements.read_back, params)).fetchall()
+                            moved = MovedOn(statements.read_back.row(found[0]) if found else None)
                         db.execute("ROLLBACK")
-                        return None
+                        return moved
                     if guard is statements.cas:
                         for prefix in ("l_", "e_", "o_"):
                             params[prefix + "payment_id"] = matched[0][0]
@@ -636,7 +694,7 @@ class SqliteStore(PaymentStore):
                 raise
             return Written(ledger_id, payment_id)
 
-        written: Written | None = await self._run(run)
+        written: Written | MovedOn | None = await self._run(run)
         return written
 
     async def close(self) -> None:

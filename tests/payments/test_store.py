@@ -17,7 +17,7 @@ from app.models import EventSource, PaymentEvent, PaymentStatus
 from app.nicepay.tokens import txid_token
 from app.nicepay.wib import now_utc
 from app.payments.machine import status_change
-from app.payments.store import Change, PostgresStore, Write, _Writer
+from app.payments.store import Change, MovedOn, PostgresStore, Write, Written, _Writer
 from tests.conftest import Stack, StackFactory, move
 from tests.notifications.test_checks import deposit_form, ledger, push
 
@@ -124,8 +124,47 @@ async def test_a_change_that_matches_nothing_writes_nothing(stack: Stack) -> Non
     written = await store.write(
         Write(ledger_row, Change({"id": row["id"], "status": "pending"}, values))
     )
-    assert written is not None and written.payment_id == row["id"]
+    assert isinstance(written, Written) and written.payment_id == row["id"]
     assert (await stack.payment(payment["reference_no"]))["status"] == "paid"
+
+
+async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> None:
+    """`read_back`: a write whose change matches nothing writes nothing and hands back the
+    payment with that tXid as it is now (None for an unknown tXid), in the same round trip;
+    one whose change matches writes as usual."""
+    payment = await stack.register()
+    store, now = stack.services.store, now_utc()
+    row = await store.payment_by_txid(payment["txid"])
+    assert row is not None
+    ledger_row = {
+        "received_at": now,
+        "fields": {},
+        "checks": {},
+        "outcome": "applied",
+        "http_status": 200,
+    }
+    assumed = {"txid": row["txid"], "reference_no": row["reference_no"], "amount": row["amount"]}
+
+    async def apply(match: dict[str, Any], txid: str) -> Written | MovedOn | None:
+        return await store.transition(
+            {**match, "id": None}, PaymentStatus.PAID, SOURCE, now, ledger=ledger_row,
+            match=match, read_back=txid,
+        )  # fmt: skip
+
+    missed = await apply({**assumed, "status": "paid"}, row["txid"])
+    assert missed == MovedOn(row)  # every column, as a read gives it
+    unknown = "IONPAYTEST0000000000000000"
+    assert await apply({**assumed, "txid": unknown, "status": "pending"}, unknown) == MovedOn(None)
+    assert await ledger(stack) == []
+    assert [e.type for e in await events(stack)] == ["registered"]
+
+    written = await apply({**assumed, "status": "pending"}, row["txid"])
+    assert isinstance(written, Written) and written.payment_id == row["id"]
+    [applied] = await ledger(stack)
+    assert written.notification_id == applied.id
+    again = await apply({**assumed, "status": "pending"}, row["txid"])
+    assert isinstance(again, MovedOn) and again.current is not None
+    assert (again.current["status"], again.current["paid_at"]) == ("paid", now)
 
 
 async def test_a_connection_the_server_ended_is_replaced(stack: Stack, database_url: str) -> None:
