@@ -6,6 +6,7 @@ outbox row); a connection the server ended is replaced before a read uses it."""
 import asyncio
 import sqlite3
 import threading
+from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -99,19 +100,18 @@ async def test_an_expired_code_still_needs_the_inquiry(quick: Stack) -> None:
     assert (await quick.payment(payment["reference_no"]))["paid_late"] is True
 
 
+def applied_row(at: datetime) -> dict[str, Any]:
+    """The least ledger row a write takes: an applied push with nothing in it."""
+    return {"received_at": at, "fields": {}, "checks": {}, "outcome": "applied", "http_status": 200}
+
+
 async def test_a_change_that_matches_nothing_writes_nothing(stack: Stack) -> None:
     payment = await stack.register()
     store, now = stack.services.store, now_utc()
     row = await store.payment_by_txid(payment["txid"])
     assert row is not None
     assert row["expires_at"].tzinfo is not None and isinstance(row["amount"], int)
-    ledger_row = {
-        "received_at": now,
-        "fields": {},
-        "checks": {},
-        "outcome": "applied",
-        "http_status": 200,
-    }
+    ledger_row = applied_row(now)
     values = status_change(PaymentStatus.PAID, now)
     for match in (
         {"id": row["id"], "status": "paid"},
@@ -136,13 +136,7 @@ async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> No
     store, now = stack.services.store, now_utc()
     row = await store.payment_by_txid(payment["txid"])
     assert row is not None
-    ledger_row = {
-        "received_at": now,
-        "fields": {},
-        "checks": {},
-        "outcome": "applied",
-        "http_status": 200,
-    }
+    ledger_row = applied_row(now)
     assumed = {"txid": row["txid"], "reference_no": row["reference_no"], "amount": row["amount"]}
 
     async def apply(match: dict[str, Any], txid: str) -> Written | MovedOn | None:
