@@ -154,7 +154,8 @@ def collector_tuned() -> Iterator[None]:
     server's CPU under pushes (docs/BENCHMARKS.md). Undone when the app stops, so a process
     that builds many apps (the tests) still collects them."""
     previous = gc.get_threshold()
-    gc.collect()
+    # No gc.collect() first: it costs ~0.1 s on a large heap (each app the tests start), and
+    # what startup left unreachable is small and stays frozen only while the app serves.
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *previous[1:])
     try:
