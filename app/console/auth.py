@@ -81,8 +81,6 @@ def lock_for(failures: int, after: int) -> timedelta | None:
 
 @dataclass
 class SignedIn:
-    """The signed-in operator of a request."""
-
     name: str
     csrf: str
 
@@ -134,8 +132,6 @@ class Sessions:
         self.secure = settings.public_base_url.lower().startswith("https://")
         self.brake = AddressBrake()
 
-    # --- cookies ---------------------------------------------------------------------
-
     def cookie_options(self, max_age: int | None = SESSION_SECONDS) -> dict[str, Any]:
         return {
             "path": COOKIE_PATH,
@@ -159,8 +155,6 @@ class Sessions:
     def new_session(self, name: str) -> str:
         return self.sign({"op": name, "iat": time.time(), "csrf": secrets.token_urlsafe(24)})
 
-    # --- checks ----------------------------------------------------------------------
-
     async def operator(
         self, sessions: async_sessionmaker[AsyncSession], cookie: str | None
     ) -> SignedIn | None:
@@ -179,11 +173,7 @@ class Sessions:
         return SignedIn(row.name, str(data.get("csrf", "")))
 
     async def sign_in(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        name: str,
-        password: str,
-        ip: str,
+        self, sessions: async_sessionmaker[AsyncSession], name: str, password: str, ip: str
     ) -> str:
         """The new session cookie's value, or SignInRefused."""
         wait = self.brake.locked(ip)
