@@ -273,14 +273,8 @@ async def payments(
         )
         await session.commit()
     more = not q.strip() and len(rows) == queries.PAGE
-    return render(
-        request,
-        "payments.html",
-        operator,
-        q=q,
-        rows=rows,
-        next_before=rows[-1].id if more else None,
-    )
+    next_before = rows[-1].id if more else None
+    return render(request, "payments.html", operator, q=q, rows=rows, next_before=next_before)
 
 
 @router.get("/payments/{reference_no}")
@@ -326,14 +320,9 @@ async def quarantine(
     async with _runtime(request).sessions() as session:
         rows = await queries.quarantine(session, reviewed=reviewed, before=before)
         await session.commit()
-    more = len(rows) == queries.PAGE
+    next_before = rows[-1][0].id if len(rows) == queries.PAGE else None
     return render(
-        request,
-        "quarantine.html",
-        operator,
-        rows=rows,
-        reviewed=reviewed,
-        next_before=rows[-1][0].id if more else None,
+        request, "quarantine.html", operator, rows=rows, reviewed=reviewed, next_before=next_before
     )
 
 
