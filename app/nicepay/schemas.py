@@ -1,6 +1,6 @@
 """NICEPAY V1 wire models. Field names are NICEPAY's own; every value on the wire is text."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 
 class WireModel(BaseModel):
@@ -64,7 +64,7 @@ class RegistrationResponse(_Result):
     tXid: str | None = None
     referenceNo: str | None = None
     payMethod: str | None = None
-    amount: str | None = Field(default=None, validation_alias="amount")
+    amount: str | None = None
     amt: str | None = None
     currency: str | None = None
     mitraCd: str | None = None
