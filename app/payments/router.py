@@ -55,16 +55,13 @@ async def register_payment(
 ) -> PaymentRead:
     enabled = settings.cvs_enabled_stores
     if body.store not in enabled:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "enum",
-                    "loc": ("body", "store"),
-                    "msg": f"store not enabled here; enabled: {', '.join(enabled)}",
-                    "input": body.store.value,
-                }
-            ]
-        )
+        problem = {
+            "type": "enum",
+            "loc": ("body", "store"),
+            "msg": f"store not enabled here; enabled: {', '.join(enabled)}",
+            "input": body.store.value,
+        }
+        raise RequestValidationError([problem])
     resource, created = await payments.register(body)
     if not created:
         response.status_code = status.HTTP_200_OK
