@@ -66,7 +66,15 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> Asy
             pool_timeout=timeout,
             connect_args={"timeout": timeout},
         )
-        _sqlite_pragmas(engine, timeout)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            sqlite_setup(dbapi_connection, busy_timeout=timeout)
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     # A fixed pool (no overflow churn: a new asyncpg connection re-prepares every statement);
     # pre-ping replaces a connection the server ended (a restart) before it is used: the hot
@@ -80,16 +88,6 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> Asy
         pool_timeout=timeout,
         connect_args={"command_timeout": timeout, "timeout": timeout},
     )
-
-
-def _sqlite_pragmas(engine: AsyncEngine, timeout: float) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        sqlite_setup(dbapi_connection, busy_timeout=timeout)
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sqlite_setup(dbapi_connection: Any, *, busy_timeout: float) -> None:

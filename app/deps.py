@@ -4,7 +4,7 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,11 +21,6 @@ async def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-async def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.services.sessions
-    return sessions
-
-
 def service(name: str) -> Any:
     """A dependency that hands out one service the lifespan built (app.state.services)."""
 
@@ -36,12 +31,11 @@ def service(name: str) -> Any:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], service("sessions")]
 
 # Declares the bearer scheme in OpenAPI; the key itself is checked once, by StorefrontGate,
 # before FastAPI reads a body.
 storefront_key = Depends(HTTPBearer(auto_error=False, description="One of STOREFRONT_API_KEYS"))
-StorefrontKey = Annotated[HTTPAuthorizationCredentials | None, storefront_key]
 
 
 def storefront_key_problem(settings: Settings, authorization: str | None) -> str | None:
@@ -82,35 +76,25 @@ class StorefrontGate:
             error = BodyTooLarge(f"body over {self.MAX_BODY_BYTES} bytes")
         else:
             body = await _read_body(receive, self.MAX_BODY_BYTES)
-            if isinstance(body, _Disconnected):
-                return  # nobody to answer
             if body is None:
-                error = BodyTooLarge(f"body over {self.MAX_BODY_BYTES} bytes")
-            else:
+                return  # the client went away: nobody to answer
+            if len(body) <= self.MAX_BODY_BYTES:
                 await self.app(scope, _replay(body, receive), send)
                 return
+            error = BodyTooLarge(f"body over {self.MAX_BODY_BYTES} bytes")
         await error.response()(scope, receive, send)
 
 
-class _Disconnected:
-    """The client went away before its body was whole."""
-
-
-_DISCONNECTED = _Disconnected()
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | _Disconnected | None:
-    """The whole body; None once more than `limit` bytes arrived; _DISCONNECTED if the client
-    went away first."""
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or its first chunks once they are over `limit` bytes; None if the
+    client went away first."""
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return _DISCONNECTED
-        body += message.get("body", b"")
-        if len(body) > limit:
             return None
-        if not message.get("more_body", False):
+        body += message.get("body", b"")
+        if len(body) > limit or not message.get("more_body", False):
             return bytes(body)
 
 

@@ -1,6 +1,5 @@
 """Probes and metrics: /healthz (alive), /readyz (database answers, migrations at head),
-/metrics, and /whoami (the client IP the service sees, for checking a proxy chain; in
-production only with a storefront key)."""
+/metrics, and /whoami (the client IP the service sees)."""
 
 import asyncio
 from pathlib import Path
@@ -71,13 +70,10 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 @router.get("/whoami", name="whoami")
 async def whoami(request: Request, settings: SettingsDep) -> dict[str, Any]:
-    """The client IP the service resolves for this request, through TRUSTED_PROXIES.
-
-    For operators checking a proxy chain (`python -m app doctor` calls it): the same
-    resolution the dbProcessUrl applies to NICEPAY's pushes. In production it tells only a
-    holder of a storefront key (doctor sends one): to anyone else it would say whether a
-    forged X-Forwarded-For gets past the allowlist.
-    """
+    """The client IP this request resolves to through TRUSTED_PROXIES, as the dbProcessUrl
+    resolves NICEPAY's pushes: for checking a proxy chain (`python -m app doctor` calls it).
+    In production only for a holder of a storefront key (doctor sends one): to anyone else it
+    would say whether a forged X-Forwarded-For gets past the allowlist."""
     if settings.app_env == "production":
         problem = storefront_key_problem(settings, request.headers.get("authorization"))
         if problem:

@@ -3,9 +3,8 @@
 Each second has a row in `inquiry_rate` counting the inquiries spent in it. A replica spends
 one with a compare-and-set (`used = used + 1 WHERE used < cap`), or creates the second's
 row; when the second is full it waits for the next one. All replicas draw from the same
-row, so together they never pass the cap, whatever their number, and each gets tokens as
-fast as it asks for them (first come, first served within a second: fair in practice,
-because each asks for one token at a time). PostgreSQL and SQLite alike.
+row, so together they never pass the cap, and within a second it is first come, first
+served (fair in practice: each asks for one token at a time). PostgreSQL and SQLite alike.
 
 The clock and the sleep are injectable: the simulated day (bench/day.py) moves time on
 instead of waiting.

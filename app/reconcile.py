@@ -9,21 +9,18 @@ fail in the middle of a notification. A sweep therefore looks at:
    never rewritten: the ledger is append-only);
 2. payments stuck in `registering` past their expiry (the storefront never got a code):
    marked `failed`;
-3. `pending` payments whose next scheduled check is due (`next_check_at` passed): each one
-   is asked about with onePassStatus.do, most overdue first.
+3. `pending` payments whose next scheduled check is due (`next_check_at` passed), most
+   overdue first, asked about with onePassStatus.do within their budget (app/schedule.py)
+   and the rate cap shared by every replica (app/ratelimit.py).
 
-The checks of a pending code follow its budget (app/schedule.py): a few after registration
-for lost pushes, one just after its expiry to record it, late ones while the budget lasts;
-at most RECONCILE_BUDGET in all. Sweep inquiries pass the rate cap shared by every replica
-(app/ratelimit.py). `refresh()` asks about one payment now (the storefront's "I have paid",
-the console's "ask NICEPAY now"), outside the budget, rate-limited per payment.
+`refresh()` asks about one payment now (the storefront's "I have paid", the console's "ask
+NICEPAY now"), outside the budget, rate-limited per payment.
 
-Every change goes through the payments store (compare-and-set, the only writer) with
-source `reconcile`, so a change applies once whatever races. Work is shared between replicas by
-an atomic lease: a sweeper claims a payment by moving its `next_check_at` forward in one
-conditional UPDATE, which exactly one sweeper wins on PostgreSQL and on SQLite alike; the
-answer's write sets the next check of the schedule. No transaction is held across a
-NICEPAY call.
+Every change goes through the payments store (compare-and-set, the only writer) with source
+`reconcile`, so a change applies once whatever races. A sweeper claims a payment by moving
+its `next_check_at` forward in one conditional UPDATE, which exactly one sweeper wins on
+PostgreSQL and SQLite alike; the answer's write sets the next check. No transaction is held
+across a NICEPAY call.
 """
 
 import asyncio
@@ -118,14 +115,13 @@ class Reconciler:
         nicepay: NicepayClient,
         sessions: async_sessionmaker[AsyncSession],
         engine: AsyncEngine,
-        cap: InquiryCap | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.nicepay = nicepay
         self.sessions = sessions
         self.schedule = settings.check_schedule
-        self.cap = cap or InquiryCap(engine, settings.reconcile_max_inquiries_per_second)
+        self.cap = InquiryCap(engine, settings.reconcile_max_inquiries_per_second)
 
     async def sweep(self, *, now: datetime | None = None) -> SweepReport:
         """One reconciliation pass; safe to run on several replicas at once."""
@@ -198,9 +194,8 @@ class Reconciler:
         payment = await self.store.payment_by_id(row.payment_id) if row.payment_id else None
         deposit = row.status == str(NotificationStatus.DEPOSIT.value)
         target = S.PAID if deposit else S.REVERSED
-        if payment is None or payment["txid"] is None:
-            return await self._resolve(row, now, "left")
-        if payment["status"] == target:  # applied meanwhile (a later copy, another sweeper)
+        # Nothing to confirm, or applied meanwhile (a later copy, another sweeper).
+        if payment is None or payment["txid"] is None or payment["status"] == target:
             return await self._resolve(row, now, "left")
         if payment["status"] not in TRANSITIONS[target]:
             kind = "deposit" if deposit else "reversal"
@@ -345,8 +340,7 @@ class Reconciler:
         payment = await self.store.payment_by_id(payment_id)
         if payment is None or payment["status"] != S.PENDING:
             return None
-        due = payment["next_check_at"]
-        if due is None or due > now:
+        if payment["next_check_at"] is None or payment["next_check_at"] > now:
             return None
         lease = {"next_check_at": now + LEASE}
         if not await self.store.update(payment, ("status", "next_check_at"), lease):
@@ -432,16 +426,13 @@ class Reconciler:
         actor: str | None = None,
         limited: bool = True,
     ) -> Row:
-        """One status inquiry about `payment` now, its answer applied as a sweep would (a
-        lost push healed, an expiry or a cancel at NICEPAY recorded); returns the payment
-        as it is afterwards. Not counted against the sweep budget.
+        """One status inquiry about `payment` now if it is pending, outside the sweep budget,
+        its answer applied as a sweep would; returns the payment as it is afterwards.
 
         At most one per payment every REFRESH_MIN_INTERVAL_SECONDS, whichever replica is
-        asked (a compare-and-set on `last_refresh_at`): `TooManyRequests` (429) otherwise.
-        A payment that is not pending is returned as it is, without asking NICEPAY.
-        `limited=False`: an operator's deliberate ask (the console), not held to the limit.
-        Raises NicepayRejected (502), NicepayDown (502) or NicepayTimeout (504) when NICEPAY
-        fails; the payment is then unchanged.
+        asked (a compare-and-set on `last_refresh_at`), else TooManyRequests (429), unless
+        `limited=False` (an operator's deliberate ask). When NICEPAY fails: NicepayRejected
+        or NicepayDown (502), NicepayTimeout (504), the payment unchanged.
         """
         now = now or now_utc()
         if payment["status"] != S.PENDING or not payment["txid"]:
@@ -450,8 +441,7 @@ class Reconciler:
         last = payment["last_refresh_at"]
         taken = last is None or now >= last + wait or not limited
         if taken:
-            stamp = {"last_refresh_at": now}
-            taken = await self.store.update(payment, ("last_refresh_at",), stamp)
+            taken = await self.store.update(payment, ("last_refresh_at",), {"last_refresh_at": now})
         if not taken:
             latest = await self.store.payment_by_id(payment["id"]) or payment
             after = (latest["last_refresh_at"] or now) + wait - now

@@ -1,19 +1,15 @@
-"""When the reconciler asks NICEPAY about a pending code: a fixed budget of checks.
+"""When the reconciler asks NICEPAY about a pending code: at most RECONCILE_BUDGET status
+inquiries from sweeps over its whole life, at fixed times worked out from its registration
+and its expiry:
 
-An unpaid code costs at most RECONCILE_BUDGET status inquiries from sweeps over its whole
-life, at fixed times worked out from its registration and its expiry:
-
-- RECONCILE_SCHEDULE (default `10m,1h,6h`) after registration: for pushes that got lost
-  (most codes that are paid at all are paid early);
+- RECONCILE_SCHEDULE (default `10m,1h,6h`) after registration, for pushes that got lost
+  (most codes that are paid at all are paid early); those at or after the expiry are dropped;
 - the expiry check, at `expires_at` + RECONCILE_EXPIRY_MARGIN_SECONDS (NICEPAY's clock must
   have recorded the expiry): always kept, one slot of the budget is reserved for it;
-- RECONCILE_LATE_CHECKS (default `30m,2h`) after the expiry check, for a code NICEPAY still
-  calls unpaid then, while the budget lasts.
+- RECONCILE_LATE_CHECKS (default `30m,2h`) after the expiry check, while the budget lasts.
 
-Registration checks at or after the expiry are dropped (the expiry check covers them). A
-check done late (a backlog) uses up every slot it passed: the next check is the first slot
-still ahead, so a code is never asked about twice to catch up. Inquiries asked for by pushes and by people
-(`refresh`) are not counted against the budget.
+A check done late (a backlog) uses up every slot it passed, so a code is never asked about
+twice to catch up. Inquiries asked for by pushes and by people (`refresh`) are not counted.
 """
 
 import re

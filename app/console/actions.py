@@ -1,10 +1,9 @@
 """What an operator can do from the console, each through the service's own use case (the
-reconciler's inquiry, the cancel service, the webhook re-send, the ledger replay) and each
-recorded on the payment's history as a `source: operator` event naming the operator.
+reconciler's inquiry, the cancel service, the webhook re-send, the ledger replay).
 
-An action that changes the payment's status leaves the usual transition event (source
-`operator`, stamped with the operator's name); every action also leaves one `operator`
-event saying what was asked and what came of it. Those are not sent as webhooks.
+A status change leaves the usual transition event (source `operator`, with the operator's
+name); every action on a payment also leaves one `operator` event on its history saying what
+was asked and what came of it. Those are not sent as webhooks.
 """
 
 import logging
@@ -18,7 +17,6 @@ from app.errors import AppError
 from app.models import EventSource, Notification, Outcome, WebhookEvent
 from app.nicepay.wib import now_utc
 from app.notifications import replay as ledger_replay
-from app.payments.store import Row
 from app.webhooks import service as webhooks
 
 if TYPE_CHECKING:  # the composition root imports the console
@@ -38,9 +36,9 @@ class Done:
 
 
 async def refresh(runtime: "Runtime", reference_no: str, operator: str) -> Done:
-    """Ask NICEPAY now: the storefront's refresh use case (one status inquiry, applied as the
-    reconciler would, rate-limited per payment), in the operator's name."""
-    payment = await _payment(runtime, reference_no)
+    """Ask NICEPAY now: one status inquiry, applied as the reconciler would (the storefront's
+    refresh, but not held to its per-payment limit), in the operator's name."""
+    payment = await runtime.store.payment_by_reference(reference_no)
     if payment is None:
         return Done(False, f"no payment {reference_no}")
     if payment["txid"] is None:
@@ -64,7 +62,7 @@ async def refresh(runtime: "Runtime", reference_no: str, operator: str) -> Done:
 
 
 async def cancel(runtime: "Runtime", reference_no: str, operator: str) -> Done:
-    payment = await _payment(runtime, reference_no)
+    payment = await runtime.store.payment_by_reference(reference_no)
     if payment is None:
         return Done(False, f"no payment {reference_no}")
     try:
@@ -73,8 +71,7 @@ async def cancel(runtime: "Runtime", reference_no: str, operator: str) -> Done:
         detail = {"action": "cancel", "outcome": "refused", "error": exc.detail[:200]}
         await runtime.store.audit(payment["id"], operator, detail)
         return Done(False, f"not cancelled: {exc.detail}")
-    detail = {"action": "cancel", "outcome": "cancelled"}
-    await runtime.store.audit(payment["id"], operator, detail)
+    await runtime.store.audit(payment["id"], operator, {"action": "cancel", "outcome": "cancelled"})
     return Done(True, "cancelled at NICEPAY")
 
 
@@ -89,8 +86,7 @@ async def resend(runtime: "Runtime", event_id: str, operator: str) -> Done:
         await webhooks.resend(runtime.sessions, event_id)
     except AppError as exc:
         return Done(False, f"not re-sent: {exc.detail}")
-    detail = {"action": "resend", "event_id": event_id}
-    await runtime.store.audit(payment_id, operator, detail)
+    await runtime.store.audit(payment_id, operator, {"action": "resend", "event_id": event_id})
     return Done(True, f"{event_id} queued for delivery again")
 
 
@@ -143,13 +139,6 @@ async def review(runtime: "Runtime", notification_id: int, operator: str, note: 
         extra={"notification_id": notification_id, "operator": operator},
     )
     return Done(True, f"#{notification_id} marked reviewed")
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-async def _payment(runtime: "Runtime", reference_no: str) -> Row | None:
-    return await runtime.store.payment_by_reference(reference_no)
 
 
 async def _mark_reviewed(

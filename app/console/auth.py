@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -81,8 +81,6 @@ def lock_for(failures: int, after: int) -> timedelta | None:
 
 @dataclass
 class SignedIn:
-    """The signed-in operator of a request."""
-
     name: str
     csrf: str
 
@@ -134,8 +132,6 @@ class Sessions:
         self.secure = settings.public_base_url.lower().startswith("https://")
         self.brake = AddressBrake()
 
-    # --- cookies ---------------------------------------------------------------------
-
     def cookie_options(self, max_age: int | None = SESSION_SECONDS) -> dict[str, Any]:
         return {
             "path": COOKIE_PATH,
@@ -159,8 +155,6 @@ class Sessions:
     def new_session(self, name: str) -> str:
         return self.sign({"op": name, "iat": time.time(), "csrf": secrets.token_urlsafe(24)})
 
-    # --- checks ----------------------------------------------------------------------
-
     async def operator(
         self, sessions: async_sessionmaker[AsyncSession], cookie: str | None
     ) -> SignedIn | None:
@@ -168,9 +162,7 @@ class Sessions:
         data = self.unsign(cookie)
         if not isinstance(data, dict) or not isinstance(data.get("op"), str):
             return None
-        async with sessions() as session:
-            row = await session.scalar(select(Operator).where(Operator.name == data["op"]))
-            await session.commit()
+        row = await _account(sessions, data["op"])
         if row is None:
             return None
         issued = float(data.get("iat", 0))
@@ -179,20 +171,14 @@ class Sessions:
         return SignedIn(row.name, str(data.get("csrf", "")))
 
     async def sign_in(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        name: str,
-        password: str,
-        ip: str,
+        self, sessions: async_sessionmaker[AsyncSession], name: str, password: str, ip: str
     ) -> str:
         """The new session cookie's value, or SignInRefused."""
         wait = self.brake.locked(ip)
         if wait:
             raise SignInRefused("too many failed sign-ins from this address", int(wait) + 1)
         now = now_utc()
-        async with sessions() as session:
-            row = await session.scalar(select(Operator).where(Operator.name == name))
-            await session.commit()
+        row = await _account(sessions, name)
         if row is not None and row.locked_until and row.locked_until > now:
             wait = (row.locked_until - now).total_seconds()
             raise SignInRefused("too many failed sign-ins for this account", int(wait) + 1)
@@ -202,22 +188,21 @@ class Sessions:
         )
         if good and row is not None:
             self.brake.succeeded(ip)
-            await _set_failures(sessions, row.id, 0, None)
+            await _update(sessions, Operator.id == row.id, failed_logins=0, locked_until=None)
             return self.new_session(row.name)
         self.brake.failed(ip)
         if row is not None:
             failures = row.failed_logins + 1
             lock = lock_for(failures, LOCK_AFTER)
-            await _set_failures(sessions, row.id, failures, now + lock if lock else None)
+            locked_until = now + lock if lock else None
+            await _update(
+                sessions, Operator.id == row.id, failed_logins=failures, locked_until=locked_until
+            )
         log.warning("console sign-in failed", extra={"operator": name[:64], "client_ip": ip})
         raise SignInRefused("wrong name or password")
 
     async def sign_out(self, sessions: async_sessionmaker[AsyncSession], name: str) -> None:
-        async with sessions() as session:
-            await session.execute(
-                update(Operator).where(Operator.name == name).values(sessions_valid_after=now_utc())
-            )
-            await session.commit()
+        await _update(sessions, Operator.name == name, sessions_valid_after=now_utc())
 
 
 def csrf_ok(expected: str, offered: str | None) -> bool:
@@ -231,16 +216,14 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-async def _set_failures(
-    sessions: async_sessionmaker[AsyncSession],
-    operator_id: int,
-    failures: int,
-    locked_until: datetime | None,
-) -> None:
+async def _account(sessions: async_sessionmaker[AsyncSession], name: str) -> Operator | None:
     async with sessions() as session:
-        await session.execute(
-            update(Operator)
-            .where(Operator.id == operator_id)
-            .values(failed_logins=failures, locked_until=locked_until)
-        )
+        row = await session.scalar(select(Operator).where(Operator.name == name))
+        await session.commit()
+    return row
+
+
+async def _update(sessions: async_sessionmaker[AsyncSession], where: Any, **values: Any) -> None:
+    async with sessions() as session:
+        await session.execute(update(Operator).where(where).values(**values))
         await session.commit()

@@ -161,30 +161,25 @@ def nicepay_health() -> list[CallHealth]:
     return health
 
 
-async def capped_count(session: AsyncSession, table: Any, *where: Any) -> int:
-    """Rows of `table` matching `where`, counted up to BACKLOG_CAP + 1 (no scan past it)."""
-    bounded = select(literal(1)).select_from(table).where(*where).limit(BACKLOG_CAP + 1)
+async def capped_count(session: AsyncSession, *where: Any) -> int:
+    """Rows matching `where`, counted up to BACKLOG_CAP + 1 (no scan past it)."""
+    bounded = select(literal(1)).where(*where).limit(BACKLOG_CAP + 1)
     return int(await session.scalar(select(func.count()).select_from(bounded.subquery())) or 0)
 
 
 async def backlog(session: AsyncSession, now: datetime) -> Backlog:
     # "Due" is the sweep's own claim condition (app/reconcile.due_checks): a pending code
     # whose next check has come; NULL means its budget is spent, not that it is due.
-    due = await capped_count(session, Payment, due_checks(now).whereclause)
-    registering = await capped_count(session, Payment, Payment.status == PaymentStatus.REGISTERING)
+    due = await capped_count(session, due_checks(now).whereclause)
+    registering = await capped_count(session, Payment.status == PaymentStatus.REGISTERING)
     awaiting = await capped_count(
         session,
-        Notification,
         Notification.outcome == Outcome.AWAITING_CONFIRMATION,
         Notification.resolved_at.is_(None),
     )
-    quarantined = await capped_count(session, Notification, *_quarantined(reviewed=False))
-    pending = await capped_count(
-        session, WebhookEvent, WebhookEvent.status == WebhookStatus.PENDING
-    )
-    given_up = await capped_count(
-        session, WebhookEvent, WebhookEvent.status == WebhookStatus.GIVEN_UP
-    )
+    quarantined = await capped_count(session, *_quarantined(reviewed=False))
+    pending = await capped_count(session, WebhookEvent.status == WebhookStatus.PENDING)
+    given_up = await capped_count(session, WebhookEvent.status == WebhookStatus.GIVEN_UP)
     oldest = await session.scalar(
         select(WebhookEvent.next_attempt_at)
         .where(WebhookEvent.status == WebhookStatus.PENDING)

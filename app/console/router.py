@@ -6,8 +6,9 @@ Actions answer with a redirect back to the page (post/redirect/get) and a one-ti
 """
 
 import secrets
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -37,6 +38,15 @@ PREFIX = "/console"
 MAX_FORM_BYTES = 16 * 1024
 
 templates = Jinja2Templates(directory=HERE / "templates")
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _wib(value: Any) -> str:
@@ -56,26 +66,24 @@ class SignInRequired(Exception):
 
 
 class Forbidden(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """A request refused with 403; the message says why."""
 
 
 def _runtime(request: Request) -> "Services":
-    services: Services = request.app.state.services
-    return services
+    return cast("Services", request.app.state.services)
 
 
 def _sessions(request: Request) -> Sessions:
-    sessions: Sessions = request.app.state.console_sessions
-    return sessions
+    return cast(Sessions, request.app.state.console_sessions)
+
+
+async def _operator(request: Request) -> SignedIn | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return await _sessions(request).operator(_runtime(request).sessions, cookie)
 
 
 async def signed_in(request: Request) -> SignedIn:
-    runtime = _runtime(request)
-    operator = await _sessions(request).operator(
-        runtime.sessions, request.cookies.get(SESSION_COOKIE)
-    )
+    operator = await _operator(request)
     if operator is None:
         raise SignInRequired
     return operator
@@ -91,9 +99,7 @@ async def form_of(request: Request) -> dict[str, str]:
 
 async def checked_form(request: Request) -> tuple[SignedIn, dict[str, str]]:
     """A POST's operator and fields, after its CSRF token matched the session's."""
-    operator = await _sessions(request).operator(
-        _runtime(request).sessions, request.cookies.get(SESSION_COOKIE)
-    )
+    operator = await _operator(request)
     if operator is None:
         raise Forbidden("sign in first")
     fields = await form_of(request)
@@ -109,11 +115,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 def render(
-    request: Request,
-    name: str,
-    operator: SignedIn | None,
-    status_code: int = 200,
-    **context: Any,
+    request: Request, name: str, operator: SignedIn | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     flash = _sessions(request).unsign(request.cookies.get(FLASH_COOKIE), max_age=300)
     response = templates.TemplateResponse(
@@ -121,28 +123,17 @@ def render(
         name,
         {"operator": operator, "flash": flash, "prefix": PREFIX, **context},
         status_code=status_code,
+        headers=PAGE_HEADERS,
     )
     if flash is not None:
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
-    _no_store(response)
     return response
-
-
-def _no_store(response: Response) -> None:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
-    response.headers["Referrer-Policy"] = "same-origin"
 
 
 def back(request: Request, to: str, done: actions.Done) -> RedirectResponse:
     response = RedirectResponse(to, status_code=303)
     sessions = _sessions(request)
-    flash = {"ok": done.ok, "message": done.message}
-    response.set_cookie(FLASH_COOKIE, sessions.sign(flash), **sessions.cookie_options(300))
+    response.set_cookie(FLASH_COOKIE, sessions.sign(asdict(done)), **sessions.cookie_options(300))
     return response
 
 
@@ -180,6 +171,7 @@ async def login(request: Request) -> Response:
     expected = sessions.unsign(request.cookies.get(LOGIN_COOKIE), max_age=3600)
     if not isinstance(expected, str) or not csrf_ok(expected, fields.get("csrf_token")):
         raise Forbidden("the sign-in form's CSRF token is missing or wrong: reload the page")
+    next_page = _safe_next(fields.get("next"))
     runtime = _runtime(request)
     peer = request.client.host if request.client else None
     ip = resolve_client_ip(
@@ -194,12 +186,11 @@ async def login(request: Request) -> Response:
         )
     except SignInRefused as exc:
         status = 429 if exc.retry_after else 401
-        next_page = _safe_next(fields.get("next"))
         refused = _login_form(request, str(exc), status, next_page=next_page)
         if exc.retry_after:
             refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
-    response = RedirectResponse(_safe_next(fields.get("next")), status_code=303)
+    response = RedirectResponse(next_page, status_code=303)
     response.set_cookie(SESSION_COOKIE, cookie, **sessions.cookie_options())
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return response
@@ -282,14 +273,8 @@ async def payments(
         )
         await session.commit()
     more = not q.strip() and len(rows) == queries.PAGE
-    return render(
-        request,
-        "payments.html",
-        operator,
-        q=q,
-        rows=rows,
-        next_before=rows[-1].id if more else None,
-    )
+    next_before = rows[-1].id if more else None
+    return render(request, "payments.html", operator, q=q, rows=rows, next_before=next_before)
 
 
 @router.get("/payments/{reference_no}")
@@ -335,14 +320,9 @@ async def quarantine(
     async with _runtime(request).sessions() as session:
         rows = await queries.quarantine(session, reviewed=reviewed, before=before)
         await session.commit()
-    more = len(rows) == queries.PAGE
+    next_before = rows[-1][0].id if len(rows) == queries.PAGE else None
     return render(
-        request,
-        "quarantine.html",
-        operator,
-        rows=rows,
-        reviewed=reviewed,
-        next_before=rows[-1][0].id if more else None,
+        request, "quarantine.html", operator, rows=rows, reviewed=reviewed, next_before=next_before
     )
 
 
@@ -395,8 +375,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
         return RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='')}", status_code=303)
 
     async def forbidden(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Forbidden)
-        return render(request, "forbidden.html", None, 403, reason=exc.reason)
+        return render(request, "forbidden.html", None, 403, reason=str(exc))
 
     app.add_exception_handler(SignInRequired, to_login)
     app.add_exception_handler(Forbidden, forbidden)

@@ -1,6 +1,6 @@
 """NICEPAY V1 wire models. Field names are NICEPAY's own; every value on the wire is text."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 
 class WireModel(BaseModel):
@@ -58,13 +58,12 @@ class _Result(WireModel):
     resultMsg: str | None = None
 
 
-class RegistrationResponse(_Result):
-    """V1 registration names the amount `amount`; `amt` is accepted too."""
+class _CodeAnswer(_Result):
+    """What registration and status inquiry both answer about a code."""
 
     tXid: str | None = None
     referenceNo: str | None = None
     payMethod: str | None = None
-    amount: str | None = Field(default=None, validation_alias="amount")
     amt: str | None = None
     currency: str | None = None
     mitraCd: str | None = None
@@ -73,6 +72,12 @@ class RegistrationResponse(_Result):
     payValidTm: str | None = None
     transDt: str | None = None
     transTm: str | None = None
+
+
+class RegistrationResponse(_CodeAnswer):
+    """V1 registration names the amount `amount`; `amt` is accepted too."""
+
+    amount: str | None = None
 
 
 class InquiryRequest(WireModel):
@@ -85,23 +90,12 @@ class InquiryRequest(WireModel):
     merchantToken: str
 
 
-class InquiryResponse(_Result):
-    tXid: str | None = None
+class InquiryResponse(_CodeAnswer):
     iMid: str | None = None
-    referenceNo: str | None = None
-    payMethod: str | None = None
-    amt: str | None = None
     cancelAmt: str | None = None
-    currency: str | None = None
     status: str | None = None
-    mitraCd: str | None = None
-    payNo: str | None = None
-    payValidDt: str | None = None
-    payValidTm: str | None = None
     depositDt: str | None = None
     depositTm: str | None = None
-    transDt: str | None = None
-    transTm: str | None = None
 
 
 class CancelRequest(WireModel):

@@ -20,10 +20,6 @@ def resource_of(payment: Any, events: Iterable[Any]) -> PaymentRead:
     return resource
 
 
-def new_event_id() -> str:
-    return "msg_" + uuid.uuid4().hex
-
-
 def outbox_row(payment_id: int, resource: PaymentRead, type_: str, at: datetime) -> dict[str, Any]:
     """The outbox row announcing `cvs_payment.<type>`: the resource as it is after the change."""
     body = json.dumps(
@@ -35,7 +31,7 @@ def outbox_row(payment_id: int, resource: PaymentRead, type_: str, at: datetime)
         separators=(",", ":"),
     )
     return {
-        "event_id": new_event_id(),
+        "event_id": "msg_" + uuid.uuid4().hex,
         "payment_id": payment_id,
         "type": EVENT_PREFIX + type_,
         "body": body,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from app.deps import SettingsDep, service, storefront_key
-from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, NotFound, documented
+from app.errors import BODY_TOO_LARGE, DATABASE_DOWN, UNAUTHORIZED, documented
 from app.models import EventSource
 from app.payments.schemas import REFERENCE_PATTERN, PaymentCreate, PaymentRead
 from app.payments.service import PaymentService
@@ -55,16 +55,13 @@ async def register_payment(
 ) -> PaymentRead:
     enabled = settings.cvs_enabled_stores
     if body.store not in enabled:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "enum",
-                    "loc": ("body", "store"),
-                    "msg": f"store not enabled here; enabled: {', '.join(enabled)}",
-                    "input": body.store.value,
-                }
-            ]
-        )
+        problem = {
+            "type": "enum",
+            "loc": ("body", "store"),
+            "msg": f"store not enabled here; enabled: {', '.join(enabled)}",
+            "input": body.store.value,
+        }
+        raise RequestValidationError([problem])
     resource, created = await payments.register(body)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -121,7 +118,5 @@ async def refresh_payment(
 ) -> PaymentRead:
     """One status inquiry now, applied as the reconciler would (a lost push is healed at
     once); rate-limited per payment (429 with Retry-After)."""
-    payment = await payments.store.payment_by_reference(reference_no)
-    if payment is None:
-        raise NotFound(f"no payment with reference_no {reference_no!r}")
-    return await payments.resource(await reconciler.refresh(payment))
+    payment = await reconciler.refresh(await payments.row(reference_no))
+    return await payments.resource(payment)

@@ -32,6 +32,8 @@ CART_DATA_MAX_BYTES = 4000
 # every date representable in WIB and in both databases (year 9999 + 7 hours is not).
 MAX_EXPIRY = timedelta(days=366)
 Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
+# No control characters (a NUL would not fit a database column: the email is stored).
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 
 
 Text10 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10)]
@@ -48,14 +50,7 @@ class _Body(BaseModel):
 class Customer(_Body):
     name: Text30
     phone: Annotated[Digits, StringConstraints(min_length=6, max_length=15)]
-    # No control characters (a NUL would not fit a database column: the email is stored).
-    email: Annotated[
-        str,
-        StringConstraints(
-            max_length=40,
-            pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
-        ),
-    ]
+    email: Annotated[str, StringConstraints(max_length=40, pattern=EMAIL_PATTERN)]
     city: Text50 | None = None
     state: Text50 | None = None
     postal_code: Annotated[Digits, StringConstraints(max_length=10)] | None = None
@@ -86,9 +81,9 @@ class CartItem(BaseModel):
 
 
 class Cart(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow")
 
-    item: list[CartItem] = Field(default_factory=list, validation_alias="item")
+    item: list[CartItem] = Field(default_factory=list)
     count: int | str | None = None
 
     @model_validator(mode="before")

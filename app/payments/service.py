@@ -21,9 +21,8 @@ from app.errors import (
 from app.models import EventSource, PaymentStatus
 from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
 from app.nicepay.codes import CURRENCY, PAY_METHOD_CVS
-from app.nicepay.schemas import RegistrationRequest, RegistrationResponse
+from app.nicepay.schemas import RegistrationRequest
 from app.nicepay.wib import from_wib_fields, now_utc, to_wib_fields
-from app.payments.billing import billing_address
 from app.payments.resource import resource_of
 from app.payments.schemas import PaymentCreate, PaymentRead
 from app.payments.store import PaymentStore, Row, StoreUnavailable
@@ -38,12 +37,12 @@ class PaymentService:
         self.nicepay = nicepay
 
     async def get(self, reference_no: str) -> PaymentRead:
-        return await self.resource(await self._get(reference_no))
+        return await self.resource(await self.row(reference_no))
 
     async def resource(self, payment: Row) -> PaymentRead:
         return resource_of(payment, await self.store.events_of(payment["id"]))
 
-    async def _get(self, reference_no: str) -> Row:
+    async def row(self, reference_no: str) -> Row:
         payment = await self.store.payment_by_reference(reference_no)
         if payment is None:
             raise NotFound(f"no payment with reference_no {reference_no!r}")
@@ -81,7 +80,7 @@ class PaymentService:
             }
         )
         if payment is None:  # the reference exists: a replay, or a retry after a 504
-            payment = await self._get(body.reference_no)
+            payment = await self.row(body.reference_no)
             if payment["request_hash"] != fingerprint:
                 raise Conflict(
                     "reference_no already used with a different body",
@@ -128,12 +127,15 @@ class PaymentService:
 
         metrics.REGISTRATIONS.labels("registered").inc()
         at = now_utc()
-        registered = _registered_values(answer, payment["expires_at"])
-        # The first check of the code's inquiry budget (app/schedule.py).
-        schedule = self.settings.check_schedule
-        registered["next_check_at"] = schedule.first(
-            payment["created_at"], registered["expires_at"]
-        )
+        expires_at = from_wib_fields(answer.payValidDt, answer.payValidTm) or payment["expires_at"]
+        registered: dict[str, Any] = {
+            "txid": answer.tXid,
+            "pay_no": answer.payNo,
+            "expires_at": expires_at,
+            "registration_attempted_at": None,
+            # The first check of the code's inquiry budget (app/schedule.py).
+            "next_check_at": self.settings.check_schedule.first(payment["created_at"], expires_at),
+        }
         try:
             written = await self.store.transition(
                 payment, S.PENDING, EventSource.API, at, values=registered
@@ -182,7 +184,12 @@ class PaymentService:
             billingPhone=customer.phone,
             billingEmail=customer.email,
             billingAddr=customer.address,
-            **billing_address(customer, settings),
+            # NICEPAY refuses these empty (9025-9028, REFERENCE.md §9), yet a storefront that
+            # collects only name, phone and email is normal: BILLING_DEFAULT_* fill the gaps.
+            billingCity=customer.city or settings.billing_default_city,
+            billingState=customer.state or settings.billing_default_state,
+            billingPostCd=customer.postal_code or settings.billing_default_postal_code,
+            billingCountry=customer.country or settings.billing_default_country,
             deliveryNm=delivery.name if delivery else None,
             deliveryPhone=delivery.phone if delivery else None,
             deliveryEmail=delivery.email if delivery else None,
@@ -208,7 +215,7 @@ class PaymentService:
     async def cancel(
         self, reference_no: str, source: EventSource, actor: str | None = None
     ) -> PaymentRead:
-        payment = await self._get(reference_no)
+        payment = await self.row(reference_no)
         if payment["status"] != S.PENDING or payment["txid"] is None:
             raise Conflict(
                 f"only a pending payment can be cancelled; this one is {payment['status']}",
@@ -221,19 +228,10 @@ class PaymentService:
         except (NicepayError, NicepayUnavailable) as exc:
             raise nicepay_failed(exc, "the cancel") from exc
         written = await self.store.transition(payment, S.CANCELLED, source, now_utc(), actor=actor)
-        current = await self._get(reference_no)
+        current = await self.row(reference_no)
         if written is None:
             raise Conflict(
                 f"the payment became {current['status']} while cancelling",
                 status=current["status"],
             )
         return await self.resource(current)
-
-
-def _registered_values(answer: RegistrationResponse, asked_expiry: datetime) -> dict[str, Any]:
-    return {
-        "txid": answer.tXid,
-        "pay_no": answer.payNo,
-        "expires_at": from_wib_fields(answer.payValidDt, answer.payValidTm) or asked_expiry,
-        "registration_attempted_at": None,
-    }

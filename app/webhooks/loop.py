@@ -2,14 +2,12 @@
 
 One pass (`deliver_due`):
 1. Pick due events: pending, `next_attempt_at` reached, not leased, and the oldest pending
-   event of their payment (an earlier pending event blocks the later ones; one given up
-   does not). At most one event per payment is therefore in flight, in outbox order.
-2. Claim each with a compare-and-set lease (`UPDATE ... WHERE status = 'pending' AND the
-   lease is free`), one short transaction per claim: whichever dispatcher's UPDATE wins
-   holds the event, on SQLite and on PostgreSQL alike. The lease outlasts the whole HTTP
-   call (WEBHOOK_TIMEOUT_SECONDS + LEASE_MARGIN_SECONDS), so two dispatchers never send one
-   event at the same time; a process that dies mid-delivery leaves a lease that expires,
-   and the next pass sends the same event again: same webhook-id, byte-identical body.
+   event of their payment (one given up does not block), so at most one event per payment is
+   in flight, in outbox order.
+2. Claim each with a compare-and-set lease, one short transaction per claim: whichever
+   dispatcher's UPDATE wins holds the event, on SQLite and PostgreSQL alike. The lease outlasts
+   the whole HTTP call, so two dispatchers never send one event at once; if the process dies
+   mid-delivery the lease expires and the next pass sends the same webhook-id and body again.
 3. With no session open, POST the stored body, signed with every configured secret.
 4. One transaction: the attempt row, and the event delivered, rescheduled with backoff and
    jitter, or given up after WEBHOOK_MAX_ATTEMPTS.
@@ -255,7 +253,7 @@ def _describe(exc: BaseException, url: str) -> str:
 
 
 async def _record(deps: DeliveryDeps, claim: Claim, at: datetime, answer: Answer) -> None:
-    """The attempt row and the event's new state, in one transaction."""
+    """Record the attempt: the event delivered, rescheduled or given up."""
     settings = deps.settings
     now = now_utc()
     attempts = claim.attempts + 1
@@ -276,27 +274,10 @@ async def _record(deps: DeliveryDeps, claim: Claim, at: datetime, answer: Answer
             outcome = "failed"
             values["next_attempt_at"] = now + backoff(settings, attempts)
         owned = and_(event.status == Pending, event.lease_until == claim.lease_until)
-    async with deps.sessions() as session:
-        session.add(
-            WebhookAttempt(
-                webhook_event_id=claim.id,
-                at=at,
-                status_code=answer.status_code,
-                duration_ms=answer.duration_ms,
-                response_excerpt=answer.excerpt,
-                error=answer.error[:ERROR_CHARS] if answer.error else None,
-            )
-        )
-        result = await session.execute(
-            update(event)
-            .where(event.id == claim.id, owned)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
+    recorded = await _save(deps, claim, at, answer, owned, values)
     metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
     extra = {"event_id": claim.event_id, "attempt": attempts, "status_code": answer.status_code}
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not recorded:
         log.warning("webhook %s: lease lost before the outcome was recorded", claim.event_id)
     elif outcome == "delivered":
         log.info("webhook %s delivered (attempt %d)", claim.event_id, attempts, extra=extra)
@@ -321,24 +302,40 @@ async def _record(deps: DeliveryDeps, claim: Claim, at: datetime, answer: Answer
 
 async def _record_interrupted(deps: DeliveryDeps, claim: Claim, at: datetime) -> None:
     """Best effort on shutdown; if it fails the lease simply runs out."""
-    event = WebhookEvent
+    duration_ms = round((now_utc() - at).total_seconds() * 1000)
+    answer = Answer(None, None, "interrupted: the service stopped during the attempt", duration_ms)
     try:
-        async with deps.sessions() as session:
-            session.add(
-                WebhookAttempt(
-                    webhook_event_id=claim.id,
-                    at=at,
-                    status_code=None,
-                    duration_ms=round((now_utc() - at).total_seconds() * 1000),
-                    error="interrupted: the service stopped during the attempt",
-                )
-            )
-            await session.execute(
-                update(event)
-                .where(event.id == claim.id, event.lease_until == claim.lease_until)
-                .values(lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
-            await session.commit()
+        owned = WebhookEvent.lease_until == claim.lease_until
+        await _save(deps, claim, at, answer, owned, {"lease_until": None})
     except Exception:
         log.warning("webhook %s: lease left to expire", claim.event_id, exc_info=True)
+
+
+async def _save(
+    deps: DeliveryDeps,
+    claim: Claim,
+    at: datetime,
+    answer: Answer,
+    owned: ColumnElement[bool],
+    values: dict[str, Any],
+) -> bool:
+    """The attempt row and, if `owned` still holds, the event's new `values`: one transaction."""
+    async with deps.sessions() as session:
+        session.add(
+            WebhookAttempt(
+                webhook_event_id=claim.id,
+                at=at,
+                status_code=answer.status_code,
+                duration_ms=answer.duration_ms,
+                response_excerpt=answer.excerpt,
+                error=answer.error[:ERROR_CHARS] if answer.error else None,
+            )
+        )
+        result = await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == claim.id, owned)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -13,6 +13,10 @@ from app.webhooks.schemas import EventView
 log = logging.getLogger("app.webhooks")
 
 Pending = WebhookStatus.PENDING
+# Each event with its payment's reference number.
+WITH_REFERENCE = select(WebhookEvent, Payment.reference_no).join(
+    Payment, Payment.id == WebhookEvent.payment_id
+)
 
 
 async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> WebhookEvent:
@@ -62,12 +66,7 @@ async def list_events(
     limit: int = 50,
 ) -> list[EventView]:
     """Newest first, without their attempts."""
-    query = (
-        select(WebhookEvent, Payment.reference_no)
-        .join(Payment, Payment.id == WebhookEvent.payment_id)
-        .order_by(WebhookEvent.id.desc())
-        .limit(limit)
-    )
+    query = WITH_REFERENCE.order_by(WebhookEvent.id.desc()).limit(limit)
     if status is not None:
         query = query.where(WebhookEvent.status == status)
     if reference_no is not None:
@@ -81,24 +80,17 @@ async def list_events(
 async def get_event(sessions: async_sessionmaker[AsyncSession], event_id: str) -> EventView:
     """One event with its delivery log, oldest attempt first."""
     async with sessions() as session:
-        row = (
-            await session.execute(
-                select(WebhookEvent, Payment.reference_no)
-                .join(Payment, Payment.id == WebhookEvent.payment_id)
-                .where(WebhookEvent.event_id == event_id)
-            )
-        ).one_or_none()
+        query = WITH_REFERENCE.where(WebhookEvent.event_id == event_id)
+        row = (await session.execute(query)).one_or_none()
         if row is None:
             raise NotFound(f"no webhook event {event_id!r}")
-        attempts = await _attempts(session, row[0].id)
+        event, reference_no = row
+        attempts = list(
+            await session.scalars(
+                select(WebhookAttempt)
+                .where(WebhookAttempt.webhook_event_id == event.id)
+                .order_by(WebhookAttempt.id)
+            )
+        )
         await session.commit()
-    return EventView(row[0], row[1], attempts)
-
-
-async def _attempts(session: AsyncSession, event_pk: int) -> list[WebhookAttempt]:
-    rows = await session.scalars(
-        select(WebhookAttempt)
-        .where(WebhookAttempt.webhook_event_id == event_pk)
-        .order_by(WebhookAttempt.id)
-    )
-    return list(rows)
+    return EventView(event, reference_no, attempts)
