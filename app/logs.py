@@ -70,9 +70,7 @@ class TextFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return "\n".join(
-            "    " + escape_controls(line) for line in super().formatException(ei).splitlines()
-        )
+        return self.formatStack(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:
         return "\n".join("    " + escape_controls(line) for line in stack_info.splitlines())
@@ -96,13 +94,9 @@ def configure_logging(settings: Settings) -> None:
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and settings.app_env == "production"
     )
+    text = TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
-    formatter = (
-        JsonFormatter()
-        if use_json
-        else TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
-    )
-    handler.setFormatter(_Masked(formatter, secrets_of(settings)))
+    handler.setFormatter(_Masked(JsonFormatter() if use_json else text, secrets_of(settings)))
     handler.addFilter(_Context())
     root = logging.getLogger()
     root.handlers = [handler]
