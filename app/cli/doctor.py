@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from app.cli.common import load_settings, run_async, sqlite_file_missing
+from app.cli.common import load_settings, sqlite_file_missing
 from app.config import SANDBOX_MERCHANT_KEY, SHIPPED_BILLING, Settings, env_file_in_use
 from app.logs import redact_url, secrets_of
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def cmd_doctor(args: argparse.Namespace) -> int:
 
     settings = load_settings()
-    checks = [*_settings_checks(settings), *run_async(_live_checks(settings, args))]
+    checks = [*_settings_checks(settings), *asyncio.run(_live_checks(settings, args))]
     secrets = secrets_of(settings)
     for status, name, detail in checks:
         line = f"{status:<4} {name}: {detail}"
@@ -40,17 +40,15 @@ def _settings_checks(settings: Settings) -> list[Check]:
     """What the settings say, without any secret value (only whether each is set)."""
 
     dev = settings.app_env != "production"
-    key = settings.nicepay_merchant_key.get_secret_value()
     env_file = env_file_in_use()
     source = f"the environment and {env_file}" if env_file else "the environment (no .env here)"
     checks: list[Check] = [("ok", "settings", f"APP_ENV={settings.app_env}, from {source}")]
-    if key == SANDBOX_MERCHANT_KEY:
+    if settings.nicepay_merchant_key.get_secret_value() == SANDBOX_MERCHANT_KEY:
         checks.append(("warn", "merchant key", "NICEPAY's public sandbox key (development only)"))
     else:
         checks.append(("ok", "merchant key", f"set for iMid {settings.nicepay_imid}"))
     if settings.storefront_api_keys:
-        count = len(settings.storefront_api_keys)
-        checks.append(("ok", "storefront keys", f"{count} set"))
+        checks.append(("ok", "storefront keys", f"{len(settings.storefront_api_keys)} set"))
     else:
         checks.append(("warn", "storefront keys", "none: the storefront API refuses every call"))
     secret = settings.merchant_webhook_secret.get_secret_value()
@@ -97,12 +95,8 @@ def _billing_check(settings: Settings) -> Check:
     if not shipped:
         return "ok", "billing defaults", shown
     names = ", ".join(f"BILLING_DEFAULT_{name.upper()}" for name in shipped)
-    status = "ok" if settings.app_env != "production" else "warn"
-    return (
-        status,
-        "billing defaults",
-        f"{shown}: {names} still the shipped value; set the merchant's own address",
-    )
+    detail = f"{shown}: {names} still the shipped value; set the merchant's own address"
+    return ("ok" if settings.app_env != "production" else "warn"), "billing defaults", detail
 
 
 def _is_local(url: str) -> bool:
@@ -129,8 +123,7 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
 
 
 async def _database_check(services: "Services") -> Check:
-    from sqlalchemy.exc import SQLAlchemyError
-
+    from app.errors import DATABASE_ERRORS
     from app.health import current_revision, head_revision
 
     where = redact_url(services.settings.database_url)
@@ -139,7 +132,7 @@ async def _database_check(services: "Services") -> Check:
     try:
         async with asyncio.timeout(10):
             current = await current_revision(services.engine)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         return "fail", "database", f"{where} unreachable ({type(exc).__name__})"
     head = head_revision()
     if current != head:
@@ -150,13 +143,13 @@ async def _database_check(services: "Services") -> Check:
 
 async def _backlog_check(services: "Services") -> Check:
     """Scheduled status checks due and not yet done, and the most overdue one's wait."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from app.errors import DATABASE_ERRORS
 
     settings = services.settings
     try:
         async with asyncio.timeout(10):
             backlog = await services.reconciler.backlog()
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         return "warn", "reconcile backlog", f"not known ({type(exc).__name__})"
     cap = settings.reconcile_max_inquiries_per_second
     detail = (
@@ -220,17 +213,12 @@ async def _client_ip_check(
     try:
         answer = (await http.get(url, headers=headers)).raise_for_status().json()
     except (httpx.HTTPError, ValueError) as exc:
-        return (
-            "warn",
-            "client IP",
-            f"{redact_url(url)} not reachable ({type(exc).__name__}); start the service or pass "
-            "--service-url",
-        )
+        why = f"not reachable ({type(exc).__name__}); start the service or pass --service-url"
+        return "warn", "client IP", f"{redact_url(url)} {why}"
     proxy = "through a trusted proxy" if answer["peer_is_trusted_proxy"] else "direct"
     verdict = "allowed" if answer["nicepay_allowed"] else "refused"
-    return (
-        "ok",
-        "client IP",
+    detail = (
         f"the service sees this host as {answer['client_ip']} (peer {answer['peer_ip']}, "
-        f"{proxy}); a push from here would be {verdict} by NICEPAY_ALLOWED_IPS",
+        f"{proxy}); a push from here would be {verdict} by NICEPAY_ALLOWED_IPS"
     )
+    return "ok", "client IP", detail
