@@ -116,9 +116,7 @@ def secrets_of(settings: Settings) -> list[str]:
     secrets += settings.merchant_webhook_secret.get_secret_value().split()
     secrets.append(settings.console_session_secret.get_secret_value())
     with contextlib.suppress(ArgumentError, ValueError):
-        password = make_url(settings.database_url).password
-        if password:
-            secrets.append(str(password))
+        secrets.append(str(make_url(settings.database_url).password or ""))
     for url in (settings.merchant_webhook_url, settings.nicepay_base_url, settings.public_base_url):
         secrets += url_secrets(url)
     return [s for s in secrets if s]

@@ -57,16 +57,13 @@ def _settings_checks(settings: Settings) -> list[Check]:
     elif not secret or not all(s.startswith("whsec_") for s in secret.split()):
         checks.append(("fail", "webhooks", "MERCHANT_WEBHOOK_SECRET missing or not whsec_..."))
     else:
-        checks.append(
-            ("ok", "webhooks", f"to {redact_url(settings.merchant_webhook_url)}, secret set")
-        )
+        where = redact_url(settings.merchant_webhook_url)
+        checks.append(("ok", "webhooks", f"to {where}, secret set"))
     if any(network.prefixlen == 0 for network in settings.trusted_proxies):
         checks.append(("fail", "trusted proxies", "a /0 is trusted: any client picks its own IP"))
     else:
-        proxies = (
-            ", ".join(map(str, settings.trusted_proxies)) or "none (the TCP peer is the client)"
-        )
-        checks.append(("ok", "trusted proxies", proxies))
+        proxies = ", ".join(map(str, settings.trusted_proxies))
+        checks.append(("ok", "trusted proxies", proxies or "none (the TCP peer is the client)"))
     allowed = ", ".join(map(str, settings.nicepay_allowed_ips))
     local = [n for n in settings.nicepay_allowed_ips if n.is_private or n.is_loopback]
     checks.append(("warn" if local and not dev else "ok", "NICEPAY allowed IPs", allowed))
