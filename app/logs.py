@@ -154,14 +154,11 @@ def redact_url(url: str) -> str:
 
 
 class RequestContext:
-    """Pure ASGI, per request: an id (X-Request-ID honoured), a deadline for the whole
-    request, and one access line, logged without the query string (a NICEPAY push may carry
-    its token there).
-
-    The deadline is the backstop behind every database and NICEPAY wait's own: a request
-    still unanswered when it passes is answered 503, which acknowledges nothing (a push's
-    OK, a registration's 201 are only sent after their commit).
-    """
+    """Pure ASGI, per request: an id (X-Request-ID honoured), one access line without the
+    query string (a NICEPAY push may carry its token there), and a deadline for the whole
+    request, the backstop behind every database and NICEPAY wait's own: a request still
+    unanswered when it passes is answered 503, which acknowledges nothing (a push's OK, a
+    registration's 201 are only sent after their commit)."""
 
     def __init__(self, app: ASGIApp, deadline_seconds: float = 30.0) -> None:
         self.app = app

@@ -185,7 +185,6 @@ async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> li
 
     now = now_utc()
     clock = f"now {now:%Y-%m-%d %H:%M:%S} UTC = {now.astimezone(WIB):%Y-%m-%d %H:%M:%S} WIB"
-    status = "ok"
     try:
         # NICEPAY's own clock, from its Date header, is what payValidDt is judged against.
         answer = await http.get(services.settings.nicepay_base_url)
