@@ -1,9 +1,6 @@
-"""One error type for everything the API answers with a non-2xx, and its handlers: every
-error body is `{"error": <code>, "detail": ...}` (FastAPI's 422 keeps its list of problems
-as `detail`, with `"error": "validation_error"` beside it).
-
-Each kind of error is a subclass of AppError that names its status code and its stable
-`error` code; an instance carries the human `detail` and any extra fields of the body.
+"""Every non-2xx answer is `{"error": <code>, "detail": ...}` (FastAPI's 422 keeps its list
+of problems as `detail`, with `"error": "validation_error"` beside it). Each AppError subclass
+names its status and stable `error` code; an instance carries `detail` and any extra fields.
 """
 
 import logging
@@ -29,7 +26,7 @@ log = logging.getLogger(__name__)
 class AppError(Exception):
     status_code: ClassVar[int] = 400
     error: ClassVar[str] = "bad_request"
-    headers: ClassVar[dict[str, str] | None] = None
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -68,7 +65,6 @@ DATABASE_DOWN = {503: "Database unavailable or past its deadline; retry (`databa
 
 
 class InvalidJson(AppError):
-    status_code = 400
     error = "invalid_json"
 
 
@@ -107,11 +103,7 @@ class TooManyRequests(AppError):
 
     def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
         super().__init__(detail, retry_after=retry_after, **extra)
-        self.retry_after = retry_after
-
-    def response(self) -> JSONResponse:
-        headers = {"Retry-After": str(self.retry_after)}
-        return JSONResponse(self.body(), status_code=self.status_code, headers=headers)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class NicepayRejected(AppError):

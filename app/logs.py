@@ -70,9 +70,7 @@ class TextFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return "\n".join(
-            "    " + escape_controls(line) for line in super().formatException(ei).splitlines()
-        )
+        return self.formatStack(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:
         return "\n".join("    " + escape_controls(line) for line in stack_info.splitlines())
@@ -96,13 +94,9 @@ def configure_logging(settings: Settings) -> None:
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and settings.app_env == "production"
     )
+    text = TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
-    formatter = (
-        JsonFormatter()
-        if use_json
-        else TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
-    )
-    handler.setFormatter(_Masked(formatter, secrets_of(settings)))
+    handler.setFormatter(_Masked(JsonFormatter() if use_json else text, secrets_of(settings)))
     handler.addFilter(_Context())
     root = logging.getLogger()
     root.handlers = [handler]
@@ -122,9 +116,7 @@ def secrets_of(settings: Settings) -> list[str]:
     secrets += settings.merchant_webhook_secret.get_secret_value().split()
     secrets.append(settings.console_session_secret.get_secret_value())
     with contextlib.suppress(ArgumentError, ValueError):
-        password = make_url(settings.database_url).password
-        if password:
-            secrets.append(str(password))
+        secrets.append(str(make_url(settings.database_url).password or ""))
     for url in (settings.merchant_webhook_url, settings.nicepay_base_url, settings.public_base_url):
         secrets += url_secrets(url)
     return [s for s in secrets if s]
@@ -162,14 +154,11 @@ def redact_url(url: str) -> str:
 
 
 class RequestContext:
-    """Pure ASGI, per request: an id (X-Request-ID honoured), a deadline for the whole
-    request, and one access line, logged without the query string (a NICEPAY push may carry
-    its token there).
-
-    The deadline is the backstop behind every database and NICEPAY wait's own: a request
-    still unanswered when it passes is answered 503, which acknowledges nothing (a push's
-    OK, a registration's 201 are only sent after their commit).
-    """
+    """Pure ASGI, per request: an id (X-Request-ID honoured), one access line without the
+    query string (a NICEPAY push may carry its token there), and a deadline for the whole
+    request, the backstop behind every database and NICEPAY wait's own: a request still
+    unanswered when it passes is answered 503, which acknowledges nothing (a push's OK, a
+    registration's 201 are only sent after their commit)."""
 
     def __init__(self, app: ASGIApp, deadline_seconds: float = 30.0) -> None:
         self.app = app

@@ -5,10 +5,10 @@ One module per command; this one wires them into the parser."""
 import argparse
 from collections.abc import Callable
 
-from app.cli.common import load_settings
+from app.cli.common import load_settings as load_settings  # scripts/dev.sh imports it here
 from app.cli.doctor import cmd_doctor
 from app.cli.migrate import cmd_migrate
-from app.cli.operators import add_operators_command
+from app.cli.operators import cmd_operators
 from app.cli.reconcile import cmd_reconcile
 from app.cli.replay import cmd_replay
 from app.cli.serve import cmd_serve
@@ -70,7 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notification_id", type=int, help="the ledger row's id")
     p.epilog = "Records a new ledger row (replay_of = the original) and prints its verdict as JSON."
 
-    add_operators_command(sub, load_settings)
+    p = add(
+        "operators", cmd_operators, "Console accounts: add (password from stdin), list, remove."
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("add", help="a new account; the password is read from standard input")
+    q.add_argument("name")
+    actions.add_parser("list", help="the accounts, oldest first")
+    q = actions.add_parser("remove", help="delete an account (its sessions end at once)")
+    q.add_argument("name")
 
     p = add("doctor", cmd_doctor, "Check settings, database, NICEPAY, the clock and the client IP.")
     p.add_argument(

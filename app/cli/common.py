@@ -1,10 +1,8 @@
-"""What every command shares: settings with a readable failure, running a coroutine, and
-whether a SQLite URL names a file that does not exist."""
+"""What the commands share: settings with a readable failure, and whether a SQLite URL names
+a file that does not exist."""
 
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,10 +18,6 @@ def load_settings() -> Settings:
             where = ".".join(str(p) for p in error["loc"]) or "settings"
             print(f"configuration error: {where}: {error['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def sqlite_file_missing(database_url: str) -> bool:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from app.cli.common import load_settings, run_async, sqlite_file_missing
+from app.cli.common import load_settings, sqlite_file_missing
 from app.config import SANDBOX_MERCHANT_KEY, SHIPPED_BILLING, Settings, env_file_in_use
 from app.logs import redact_url, secrets_of
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def cmd_doctor(args: argparse.Namespace) -> int:
 
     settings = load_settings()
-    checks = [*_settings_checks(settings), *run_async(_live_checks(settings, args))]
+    checks = [*_settings_checks(settings), *asyncio.run(_live_checks(settings, args))]
     secrets = secrets_of(settings)
     for status, name, detail in checks:
         line = f"{status:<4} {name}: {detail}"
@@ -40,17 +40,15 @@ def _settings_checks(settings: Settings) -> list[Check]:
     """What the settings say, without any secret value (only whether each is set)."""
 
     dev = settings.app_env != "production"
-    key = settings.nicepay_merchant_key.get_secret_value()
     env_file = env_file_in_use()
     source = f"the environment and {env_file}" if env_file else "the environment (no .env here)"
     checks: list[Check] = [("ok", "settings", f"APP_ENV={settings.app_env}, from {source}")]
-    if key == SANDBOX_MERCHANT_KEY:
+    if settings.nicepay_merchant_key.get_secret_value() == SANDBOX_MERCHANT_KEY:
         checks.append(("warn", "merchant key", "NICEPAY's public sandbox key (development only)"))
     else:
         checks.append(("ok", "merchant key", f"set for iMid {settings.nicepay_imid}"))
     if settings.storefront_api_keys:
-        count = len(settings.storefront_api_keys)
-        checks.append(("ok", "storefront keys", f"{count} set"))
+        checks.append(("ok", "storefront keys", f"{len(settings.storefront_api_keys)} set"))
     else:
         checks.append(("warn", "storefront keys", "none: the storefront API refuses every call"))
     secret = settings.merchant_webhook_secret.get_secret_value()
@@ -59,16 +57,13 @@ def _settings_checks(settings: Settings) -> list[Check]:
     elif not secret or not all(s.startswith("whsec_") for s in secret.split()):
         checks.append(("fail", "webhooks", "MERCHANT_WEBHOOK_SECRET missing or not whsec_..."))
     else:
-        checks.append(
-            ("ok", "webhooks", f"to {redact_url(settings.merchant_webhook_url)}, secret set")
-        )
+        where = redact_url(settings.merchant_webhook_url)
+        checks.append(("ok", "webhooks", f"to {where}, secret set"))
     if any(network.prefixlen == 0 for network in settings.trusted_proxies):
         checks.append(("fail", "trusted proxies", "a /0 is trusted: any client picks its own IP"))
     else:
-        proxies = (
-            ", ".join(map(str, settings.trusted_proxies)) or "none (the TCP peer is the client)"
-        )
-        checks.append(("ok", "trusted proxies", proxies))
+        proxies = ", ".join(map(str, settings.trusted_proxies))
+        checks.append(("ok", "trusted proxies", proxies or "none (the TCP peer is the client)"))
     allowed = ", ".join(map(str, settings.nicepay_allowed_ips))
     local = [n for n in settings.nicepay_allowed_ips if n.is_private or n.is_loopback]
     checks.append(("warn" if local and not dev else "ok", "NICEPAY allowed IPs", allowed))
@@ -97,12 +92,8 @@ def _billing_check(settings: Settings) -> Check:
     if not shipped:
         return "ok", "billing defaults", shown
     names = ", ".join(f"BILLING_DEFAULT_{name.upper()}" for name in shipped)
-    status = "ok" if settings.app_env != "production" else "warn"
-    return (
-        status,
-        "billing defaults",
-        f"{shown}: {names} still the shipped value; set the merchant's own address",
-    )
+    detail = f"{shown}: {names} still the shipped value; set the merchant's own address"
+    return ("ok" if settings.app_env != "production" else "warn"), "billing defaults", detail
 
 
 def _is_local(url: str) -> bool:
@@ -129,8 +120,7 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
 
 
 async def _database_check(services: "Services") -> Check:
-    from sqlalchemy.exc import SQLAlchemyError
-
+    from app.errors import DATABASE_ERRORS
     from app.health import current_revision, head_revision
 
     where = redact_url(services.settings.database_url)
@@ -139,7 +129,7 @@ async def _database_check(services: "Services") -> Check:
     try:
         async with asyncio.timeout(10):
             current = await current_revision(services.engine)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         return "fail", "database", f"{where} unreachable ({type(exc).__name__})"
     head = head_revision()
     if current != head:
@@ -150,13 +140,13 @@ async def _database_check(services: "Services") -> Check:
 
 async def _backlog_check(services: "Services") -> Check:
     """Scheduled status checks due and not yet done, and the most overdue one's wait."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from app.errors import DATABASE_ERRORS
 
     settings = services.settings
     try:
         async with asyncio.timeout(10):
             backlog = await services.reconciler.backlog()
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         return "warn", "reconcile backlog", f"not known ({type(exc).__name__})"
     cap = settings.reconcile_max_inquiries_per_second
     detail = (
@@ -195,7 +185,6 @@ async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> li
 
     now = now_utc()
     clock = f"now {now:%Y-%m-%d %H:%M:%S} UTC = {now.astimezone(WIB):%Y-%m-%d %H:%M:%S} WIB"
-    status = "ok"
     try:
         # NICEPAY's own clock, from its Date header, is what payValidDt is judged against.
         answer = await http.get(services.settings.nicepay_base_url)
@@ -220,17 +209,12 @@ async def _client_ip_check(
     try:
         answer = (await http.get(url, headers=headers)).raise_for_status().json()
     except (httpx.HTTPError, ValueError) as exc:
-        return (
-            "warn",
-            "client IP",
-            f"{redact_url(url)} not reachable ({type(exc).__name__}); start the service or pass "
-            "--service-url",
-        )
+        why = f"not reachable ({type(exc).__name__}); start the service or pass --service-url"
+        return "warn", "client IP", f"{redact_url(url)} {why}"
     proxy = "through a trusted proxy" if answer["peer_is_trusted_proxy"] else "direct"
     verdict = "allowed" if answer["nicepay_allowed"] else "refused"
-    return (
-        "ok",
-        "client IP",
+    detail = (
         f"the service sees this host as {answer['client_ip']} (peer {answer['peer_ip']}, "
-        f"{proxy}); a push from here would be {verdict} by NICEPAY_ALLOWED_IPS",
+        f"{proxy}); a push from here would be {verdict} by NICEPAY_ALLOWED_IPS"
     )
+    return "ok", "client IP", detail

@@ -9,12 +9,14 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cli.common import load_settings
 from app.config import Settings
 from app.console.auth import hash_password, name_problem, password_problem
 from app.db import create_engine, create_sessionmaker
@@ -22,23 +24,8 @@ from app.models import Operator
 from app.nicepay.wib import WIB, now_utc
 
 
-def add_operators_command(
-    subparsers: Any, load_settings: Callable[[], Settings]
-) -> argparse.ArgumentParser:
-    """The `operators` command on an argparse subparsers object."""
-    help_ = "Console accounts: add (password from stdin), list, remove."
-    p: argparse.ArgumentParser = subparsers.add_parser("operators", help=help_, description=help_)
-    p.set_defaults(func=lambda args: run(args, load_settings()))
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    q = actions.add_parser("add", help="a new account; the password is read from standard input")
-    q.add_argument("name")
-    actions.add_parser("list", help="the accounts, oldest first")
-    q = actions.add_parser("remove", help="delete an account (its sessions end at once)")
-    q.add_argument("name")
-    return p
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_operators(args: argparse.Namespace) -> int:
+    settings = load_settings()
     if args.action == "add":
         problem = name_problem(args.name)
         if problem:
@@ -65,30 +52,32 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-async def _add(settings: Settings, name: str, password_hash: str) -> int:
+@asynccontextmanager
+async def _session(settings: Settings) -> AsyncIterator[AsyncSession]:
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with create_sessionmaker(engine)() as session:
-            session.add(Operator(name=name, password_hash=password_hash, created_at=now_utc()))
-            try:
-                await session.commit()
-            except IntegrityError:
-                print(f"error: operator {name!r} exists (remove it first)", file=sys.stderr)
-                return 1
+            yield session
     finally:
         await engine.dispose()
+
+
+async def _add(settings: Settings, name: str, password_hash: str) -> int:
+    async with _session(settings) as session:
+        session.add(Operator(name=name, password_hash=password_hash, created_at=now_utc()))
+        try:
+            await session.commit()
+        except IntegrityError:
+            print(f"error: operator {name!r} exists (remove it first)", file=sys.stderr)
+            return 1
     print(f"operator {name} added")
     return 0
 
 
 async def _list(settings: Settings) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            rows = list(await session.scalars(select(Operator).order_by(Operator.id)))
-            await session.commit()
-    finally:
-        await engine.dispose()
+    async with _session(settings) as session:
+        rows = list(await session.scalars(select(Operator).order_by(Operator.id)))
+        await session.commit()
     for row in rows:
         locked = ""
         if row.locked_until and row.locked_until > now_utc():
@@ -100,13 +89,9 @@ async def _list(settings: Settings) -> int:
 
 
 async def _remove(settings: Settings, name: str) -> int:
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            result = await session.execute(delete(Operator).where(Operator.name == name))
-            await session.commit()
-    finally:
-        await engine.dispose()
+    async with _session(settings) as session:
+        result = await session.execute(delete(Operator).where(Operator.name == name))
+        await session.commit()
     if result.rowcount != 1:  # type: ignore[attr-defined]
         print(f"error: no operator {name!r}", file=sys.stderr)
         return 1

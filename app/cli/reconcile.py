@@ -1,10 +1,11 @@
 """python -m app reconcile: one sweep against NICEPAY's status inquiry (for cron)."""
 
 import argparse
+import asyncio
 import json
 import sys
 
-from app.cli.common import load_settings, run_async
+from app.cli.common import load_settings
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -22,7 +23,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             return (await services.reconciler.sweep()).as_dict()
 
     try:
-        report = run_async(run())
+        report = asyncio.run(run())
     except (SQLAlchemyError, StoreUnavailable, OSError) as exc:
         print(f"reconcile: the database is unavailable ({type(exc).__name__})", file=sys.stderr)
         return 1

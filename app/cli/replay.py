@@ -1,11 +1,12 @@
 """python -m app replay: re-run a recorded notification through today's checks."""
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
 
-from app.cli.common import load_settings, run_async
+from app.cli.common import load_settings
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -25,7 +26,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return reply.http_status, verdict
 
     try:
-        http_status, verdict = run_async(run())
+        http_status, verdict = asyncio.run(run())
     except AppError as exc:
         print(f"replay: {exc.detail}", file=sys.stderr)
         return 1

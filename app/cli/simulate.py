@@ -5,7 +5,7 @@ import asyncio
 import json
 import sys
 
-from app.cli.common import load_settings, run_async, sqlite_file_missing
+from app.cli.common import load_settings, sqlite_file_missing
 
 SIM_ACTIONS = {
     "pay": "customer pays at the till; NICEPAY pushes the deposit (status 0)",
@@ -21,7 +21,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     base = (args.simulator_url or settings.nicepay_base_url).rstrip("/")
-    txid = run_async(_find_txid(settings.database_url, args.payment))
+    txid = asyncio.run(_find_txid(settings.database_url, args.payment))
     try:
         with httpx.Client(base_url=base, timeout=30) as sim:
             if txid is None:  # not in this database: the simulator may still know the reference

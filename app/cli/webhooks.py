@@ -1,9 +1,10 @@
 """python -m app webhooks list|show|resend: the outbound payment events."""
 
 import argparse
+import asyncio
 import sys
 
-from app.cli.common import load_settings, run_async
+from app.cli.common import load_settings
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                 print(f"{args.event_id} queued; the service's dispatcher sends it again")
 
     try:
-        run_async(run())
+        asyncio.run(run())
     except AppError as exc:
         print(f"webhooks {args.action}: {exc.detail}", file=sys.stderr)
         return 1
