@@ -26,7 +26,7 @@ from app.nicepay.client import NicepayClient, NicepayError, NicepayUnavailable
 from app.nicepay.codes import is_numeric
 from app.nicepay.wib import now_utc
 from app.notifications.decide import Decision, Inquiry, Push, Verdict, decide
-from app.payments.store import MovedOn, PaymentStore, Row, StoreUnavailable, Written
+from app.payments.store import MovedOn, PaymentStore, Row, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -271,26 +271,26 @@ class NotificationService:
         payment: Row,
         push: Push,
         match: dict[str, Any] | None = None,
-    ) -> Reply | MovedOn | None:
+    ) -> Reply | MovedOn:
         """The change, its event, outbox and ledger row in one write. When the payment moved
-        on meanwhile nothing is written, and it comes back as it is now (None: read it)."""
+        on meanwhile nothing is written, and it comes back as it is now."""
         now = now_utc()
         late = {"late": True} if decision.late else None
         ledger = inbound.ledger_row(
             {**checks, **decision.checks}, Outcome.APPLIED, 200, decision.reason, payment["id"]
         )
-        written = await self.store.transition(
+        written = await self.store.transition_or_current(
             payment,
             push.target,
             EventSource.NOTIFICATION,
             now,
+            txid=push.txid,
             detail=late,
             values={"paid_late": True} if decision.late else None,
             ledger=ledger,
             match=match,
-            read_back=push.txid,
         )
-        if not isinstance(written, Written):
+        if isinstance(written, MovedOn):
             return written
         return Reply(200, OK, Outcome.APPLIED, written.notification_id)
 

@@ -307,19 +307,51 @@ class PaymentStore:
         notification_id: int | None = None,
         match: dict[str, Any] | None = None,
         actor: str | None = None,
-        read_back: str | None = None,
-    ) -> Written | MovedOn | None:
+    ) -> Written | None:
         """Move `payment` (as read) to `to`: the compare-and-set on its status as read (or
         on `match`), the event, the outbox row and the ledger row, in one write. None when
-        the payment moved on meanwhile: nothing was written; with `read_back` (its tXid),
-        MovedOn with the payment as it is now instead."""
+        the payment moved on meanwhile: nothing was written."""
         changes = status_change(to, at, values)
         event = self.event(payment.get("id"), to, source, at, detail, notification_id, actor)
-        match = match or {"id": payment["id"], "status": payment["status"]}
+        written = await self._transition(payment, to, changes, event, ledger, match, None)
+        return written if isinstance(written, Written) else None
+
+    async def transition_or_current(
+        self,
+        payment: Row,
+        to: PaymentStatus,
+        source: EventSource,
+        at: datetime,
+        *,
+        txid: str,
+        detail: dict[str, Any] | None = None,
+        values: dict[str, Any] | None = None,
+        ledger: dict[str, Any] | None = None,
+        match: dict[str, Any] | None = None,
+    ) -> Written | MovedOn:
+        """`transition`, but when the payment moved on meanwhile, MovedOn with the payment
+        with that `txid` as it is now, read in the same round trip (a push decides again on
+        it without another read)."""
+        changes = status_change(to, at, values)
+        event = self.event(payment.get("id"), to, source, at, detail)
+        written = await self._transition(payment, to, changes, event, ledger, match, txid)
+        assert written is not None  # a write that reads back answers MovedOn, never None
+        return written
+
+    async def _transition(
+        self,
+        payment: Row,
+        to: PaymentStatus,
+        changes: dict[str, Any],
+        event: dict[str, Any],
+        ledger: dict[str, Any] | None,
+        match: dict[str, Any] | None,
+        read_back: str | None,
+    ) -> Written | MovedOn | None:
         written = await self.write(
             Write(
                 ledger=ledger,
-                change=Change(match, changes),
+                change=Change(match or {"id": payment["id"], "status": payment["status"]}, changes),
                 event=event,
                 outbox=await self._outbox({**payment, **changes}, event),
                 read_back=read_back,

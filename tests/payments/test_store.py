@@ -129,7 +129,7 @@ async def test_a_change_that_matches_nothing_writes_nothing(stack: Stack) -> Non
 
 
 async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> None:
-    """`read_back`: a write whose change matches nothing writes nothing and hands back the
+    """`transition_or_current` (`read_back`): a write whose change matches nothing writes nothing and hands back the
     payment with that tXid as it is now (None for an unknown tXid), in the same round trip;
     one whose change matches writes as usual."""
     payment = await stack.register()
@@ -139,10 +139,10 @@ async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> No
     ledger_row = applied_row(now)
     assumed = {"txid": row["txid"], "reference_no": row["reference_no"], "amount": row["amount"]}
 
-    async def apply(match: dict[str, Any], txid: str) -> Written | MovedOn | None:
-        return await store.transition(
-            {**match, "id": None}, PaymentStatus.PAID, SOURCE, now, ledger=ledger_row,
-            match=match, read_back=txid,
+    async def apply(match: dict[str, Any], txid: str) -> Written | MovedOn:
+        return await store.transition_or_current(
+            {**match, "id": None}, PaymentStatus.PAID, SOURCE, now, txid=txid,
+            ledger=ledger_row, match=match,
         )  # fmt: skip
 
     missed = await apply({**assumed, "status": "paid"}, row["txid"])
