@@ -540,11 +540,12 @@ class PostgresStore(PaymentStore):
                     "json", encoder=str, decoder=json.loads, schema="pg_catalog", format="text"
                 )
 
-            self._pool = await asyncpg.create_pool(
+            self._pool = await _Pool(
                 *args,
                 **kwargs,
                 min_size=0,
                 max_size=self._size,
+                max_queries=50_000,  # asyncpg's default
                 init=init,
                 command_timeout=self._timeout,
                 timeout=self._timeout,  # connect
@@ -554,6 +555,9 @@ class PostgresStore(PaymentStore):
                 # LISTEN, RESET ALL) on every release: a second round trip per statement.
                 # With a reset function asyncpg still rolls back a transaction left open.
                 reset=_keep_session,
+                loop=None,
+                connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
             )
         return self._pool
 
@@ -605,6 +609,32 @@ class PostgresStore(PaymentStore):
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
+
+
+class _Pool(asyncpg.Pool):  # type: ignore[misc]
+    """asyncpg's pool (built as `asyncpg.create_pool` builds it), the release awaited in place.
+
+    asyncpg shields every release in a task of its own, so that a cancelled caller still hands
+    its connection back cleanly. Here a release has nothing to wait for (one autocommit
+    statement, `_keep_session` as the reset), and that task cost every statement two turns of
+    the event loop, during which the connection sat out of reach of the next waiter: served,
+    PostgreSQL, first deposits went from 0.29x to 0.32-0.34x of the trivial endpoint, the
+    server from 75% to 93% busy (docs/BENCHMARKS.md). A release that has to wait (a
+    transaction left open, a connection past max_queries) and is cancelled still frees its
+    place: asyncpg's holder terminates the connection (`PoolConnectionHolder.release`)."""
+
+    async def release(  # asyncpg's own signature, timeout included
+        self,
+        connection: Any,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        if connection._con is None:  # released already
+            return
+        self._check_init()
+        connection._con._on_release()
+        holder = connection._holder
+        await holder.release(holder._timeout if timeout is None else timeout)
 
 
 async def _keep_session(connection: Any) -> None:

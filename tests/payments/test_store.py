@@ -11,14 +11,22 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, literal_column, select
 
 from app.config import SANDBOX_MERCHANT_KEY
 from app.models import EventSource, PaymentEvent, PaymentStatus
 from app.nicepay.tokens import txid_token
 from app.nicepay.wib import now_utc
 from app.payments.machine import status_change
-from app.payments.store import Change, MovedOn, PostgresStore, Write, Written, _Writer
+from app.payments.store import (
+    Change,
+    Compiled,
+    MovedOn,
+    PostgresStore,
+    Write,
+    Written,
+    _Writer,
+)
 from tests.conftest import Stack, StackFactory, move
 from tests.notifications.test_checks import deposit_form, ledger, push
 
@@ -181,6 +189,33 @@ async def test_a_connection_the_server_ended_is_replaced(stack: Stack, database_
     assert (
         await stack.client.get(f"/api/v1/cvs/payments/{payment['reference_no']}")
     ).status_code == 200
+
+
+async def test_every_connection_goes_back_to_the_pool(stack: Stack, database_url: str) -> None:
+    """The pool's release is awaited in place (store.py _Pool): after a burst three times the
+    pool's size, and after a caller cancelled in the middle of its statement, every
+    connection is free again and the next read is answered."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL connections only")
+    store = stack.services.store
+    assert isinstance(store, PostgresStore)
+    payment = await stack.register()
+    size = stack.services.settings.database_pool_size
+    found = await asyncio.gather(*(store.payment_by_txid(payment["txid"]) for _ in range(3 * size)))
+    assert all(row is not None for row in found)
+    pool = store._pool
+    assert pool.get_size() > 1  # the burst did run on more than one connection
+    assert pool.get_idle_size() == pool.get_size()
+
+    sleep = Compiled.of(select(func.pg_sleep(literal_column("30"))), store.dialect)
+    stalled = asyncio.create_task(store.fetch(sleep, {}))
+    await asyncio.sleep(0.5)
+    assert pool.get_idle_size() == pool.get_size() - 1  # the sleep holds a connection
+    stalled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stalled
+    assert pool.get_idle_size() == pool.get_size()
+    assert await store.payment_by_txid(payment["txid"]) is not None
 
 
 async def test_sqlite_writer_runs_calls_in_order_and_hands_back_errors() -> None:
