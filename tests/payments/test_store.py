@@ -1,7 +1,8 @@
 """The payments store (app/payments/store.py), the only writer, on both databases: the
 one-statement apply (inquiry off) keeps every check and leaves the same ledger rows as the
 read-and-decide path; a write whose change matches nothing writes nothing (no event, no
-outbox row); a connection the server ended is replaced before a read uses it."""
+outbox row); a connection the server ended is replaced before a read uses it; every
+connection goes back to the pool, a cancelled caller's too."""
 
 import asyncio
 import sqlite3
