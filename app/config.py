@@ -61,7 +61,10 @@ class Settings(BaseSettings):
 
     app_env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./nicepay_cvs.db"
-    database_pool_size: int = 20
+    # Per pool (a process has two on PostgreSQL). Small on purpose: one event loop keeps a
+    # few statements busy, and more connections only queue on PostgreSQL's CPU
+    # (docs/BENCHMARKS.md, "The pool size").
+    database_pool_size: int = 8
     # The longest any one database wait may take (a pooled connection, a lock, a statement):
     # past it the request is answered 503 and nothing is acknowledged.
     database_timeout_seconds: float = Field(default=5.0, gt=0)
