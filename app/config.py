@@ -61,9 +61,8 @@ class Settings(BaseSettings):
 
     app_env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./nicepay_cvs.db"
-    # Per pool (a process has two on PostgreSQL). Small on purpose: one event loop keeps a
-    # few statements busy, and more connections only queue on PostgreSQL's CPU
-    # (docs/BENCHMARKS.md, "The pool size").
+    # Per pool; a process has two on PostgreSQL. Why 8: docs/BENCHMARKS.md, "With the release
+    # fixed, fewer connections do better".
     database_pool_size: int = 8
     # The longest any one database wait may take (a pooled connection, a lock, a statement):
     # past it the request is answered 503 and nothing is acknowledged.
