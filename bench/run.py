@@ -5,14 +5,16 @@ One run, in this order (each server a subprocess on CPU 0, everything else on CP
 2. the yardsticks (bench/baseline.py): wrk on the trivial endpoint and the cost ladder,
    and the open-loop rates on the trivial endpoint;
 3. the NICEPAY client's CPU per status inquiry by transport (bench/client_ab.py);
-4. per database (a throwaway PostgreSQL database; a temp SQLite file), per inquiry setting:
-   a fresh simulator and the service (`python -m app serve`), then
-   registration latency (service vs simulator; once per database, inquiry off),
-   duplicates (wrk over already-paid payments), first deposits (wrk over a pool sized from
-   the duplicate rate), open-loop rates over fresh payments, and a py-spy profile;
-5. a grown database per engine (bench/grown.py: 1,000,000 payments, 3,000,000 ledger rows,
-   loaded in bulk; the hot queries' plans), the same windows on it without the open loop,
-   and on PostgreSQL the service's memory over 100,000 first deposits (bench/memory.py);
+4. per engine, a grown database (bench/grown.py: 1,000,000 payments, 3,000,000 ledger rows,
+   loaded in bulk; the hot queries' plans) next to an empty one (a throwaway PostgreSQL
+   database; a temp SQLite file);
+5. per engine and inquiry setting, the empty database and then the grown one, a fresh
+   simulator and service (`python -m app serve`) each: registration latency (service vs
+   simulator; inquiry off), duplicates (wrk over already-paid payments), the trivial endpoint
+   again (the yardstick for this configuration's ratios), first deposits (wrk over a pool
+   sized from the duplicate rate), and on the empty database the open-loop rates over fresh
+   payments and a py-spy profile (SQLite's grown database: inquiry off only); on PostgreSQL then the service's memory over 100,000 first
+   deposits on the grown database (bench/memory.py);
 6. with --before-ref REF: the service at that commit (bench/before_ref.py), inquiry off,
    both databases;
 7. the report.
@@ -66,14 +68,29 @@ class Plan:
     memory_pushes: int  # first deposits in the memory run (RSS sampled every memory_every)
     memory_every: int
     client_calls: int  # per NICEPAY client A/B measurement
+    rounds: int  # first-deposit windows, each after one on the trivial endpoint
     connections: int = 64  # wrk, closed loop
     open_loop_connections: int = 64
 
 
 FULL = Plan(
-    5, 2, 5, 2, (250, 500, 1000), 300, 200, 20_000, 4, 1_000_000, 3_000_000, 100_000, 10_000, 3_000
+    throughput_seconds=5,
+    warmup_seconds=2,
+    open_loop_seconds=5,
+    overload_seconds=2,
+    rates=(250, 500, 1000),
+    warm_payments=300,
+    registration_samples=200,
+    pool_cap=36_000,
+    profile_seconds=4,
+    grown_payments=1_000_000,
+    grown_ledger=3_000_000,
+    memory_pushes=100_000,
+    memory_every=10_000,
+    client_calls=3_000,
+    rounds=3,
 )
-QUICK = Plan(1, 1, 1, 0.5, (100, 1000), 60, 20, 2_000, 1, 20_000, 60_000, 4_000, 1_000, 300)
+QUICK = Plan(1, 1, 1, 0.5, (100, 1000), 60, 20, 2_000, 1, 20_000, 60_000, 4_000, 1_000, 300, 2)
 
 
 @dataclass
@@ -144,6 +161,10 @@ class Config:
     profile_window: Window | None = None
     profile_file: str | None = None
     simulator_cpu: float | None = None  # share of a core the simulator used, first deposits
+    # The trivial endpoint in windows alternating with the first deposits' (Bench.alternating):
+    # the yardstick for this configuration's ratios, so a ratio never spans the host's drift.
+    trivial: Window | None = None
+    rounds: list[tuple[Window, Window]] = field(default_factory=list)  # (trivial, deposits)
 
     @property
     def name(self) -> str:
@@ -372,6 +393,44 @@ class Bench:
                 self.results.baseline_open_loop.append(window)
                 _show(window)
 
+    async def alternating(
+        self,
+        config: Config,
+        service: procs.Server,
+        simulator: procs.Server,
+        url: str,
+        bodies: list[str],
+        seconds: float,
+    ) -> None:
+        """First deposits in `plan.rounds` windows of `seconds`, each right after a window on
+        the trivial endpoint (its own server on the same core, idle meanwhile). The two sets
+        of windows span the same stretch of time, so their ratio does not carry the host's
+        drift over a run, and a slow second on the host falls on both about as often."""
+        port = procs.free_port()
+        argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+        sample, rounds = _sample_pushes(500), self.plan.rounds
+        chunk, simulator_cpu = len(bodies) // rounds, 0.0
+        async with procs.server(
+            f"trivial-{config.slug}", argv, port=port, cpu=procs.SERVER_CPU,
+            env=procs.python_env(), logs=self.logs,
+        ) as srv:  # fmt: skip
+            await self.closed("warm-up", srv, "/trivial", sample, self.plan.warmup_seconds, None)
+            for i in range(rounds):
+                trivial = await self.closed(
+                    "trivial endpoint, next to it", srv, "/trivial", sample, seconds, None
+                )
+                meter = procs.Meter(simulator.pid)
+                deposits = await self.closed(
+                    "first deposits", service, NOTIFY_PATH,
+                    bodies[i * chunk : (i + 1) * chunk], seconds, url,
+                )  # fmt: skip
+                simulator_cpu += meter.stop()[0] * deposits.seconds
+                config.rounds.append((trivial, deposits))
+        config.trivial = _merged([t for t, _ in config.rounds])
+        config.first_deposits = _merged([d for _, d in config.rounds])
+        config.simulator_cpu = simulator_cpu / config.first_deposits.seconds
+        _show(config.trivial)
+
     async def config(
         self,
         url: str,
@@ -461,16 +520,16 @@ class Bench:
             )
             _show(config.duplicates)
             # A first deposit can be cheaper than a duplicate (one statement against three
-            # with the inquiry off): size for twice the duplicate rate, so the pool lasts.
-            guess = max(2 * config.duplicates.rps, 50.0)
-            size = min(plan.pool_cap, max(200, int(guess * plan.throughput_seconds * 1.5)))
-            seconds = min(plan.throughput_seconds, size / guess / 1.2)
+            # with the inquiry off): size for twice the duplicate rate, so the pool lasts;
+            # `rounds` windows of about half the throughput window (wrk runs whole seconds),
+            # shortened if the pool is capped.
+            guess, rounds = max(2 * config.duplicates.rps, 50.0), plan.rounds
+            seconds = max(1, round(plan.throughput_seconds / 2))
+            size = min(plan.pool_cap, max(200, int(guess * seconds * rounds * 1.5)))
+            seconds = max(1, min(seconds, int(size / (guess * 1.5 * rounds) + 1e-9)))
             fresh = await pool("t", size)
-            simulator_meter = procs.Meter(simulator.pid)
-            config.first_deposits = await self.closed(
-                "first deposits", service, NOTIFY_PATH, fresh, seconds, url
-            )
-            config.simulator_cpu = simulator_meter.stop()[0]
+            await self.alternating(config, service, simulator, url, fresh, seconds)
+            assert config.first_deposits is not None
             _show(config.first_deposits)
             capacity = config.first_deposits.rps
             for rate in plan.rates if open_loop else ():
@@ -708,6 +767,35 @@ def _sample_pushes(n: int) -> list[str]:
     ]
 
 
+def _merged(windows: list[Window]) -> Window:
+    """Closed-loop windows of one kind as one: totals, the time-weighted CPU shares, the
+    median of the p50s and the largest p99 and maximum."""
+    seconds = sum(w.seconds for w in windows)
+
+    def weighted(values: list[float]) -> float:
+        return sum(v * w.seconds for v, w in zip(values, windows, strict=True)) / seconds
+
+    outcomes: dict[str, int] = {}
+    for w in windows:
+        for k, v in w.outcomes.items():
+            outcomes[k] = outcomes.get(k, 0) + v
+    first = windows[0]
+    return Window(
+        first.label + (f" ({len(windows)} windows)" if len(windows) > 1 else ""),
+        first.method,
+        sum(w.requests for w in windows),
+        seconds,
+        percentile([w.p50 for w in windows], 50),
+        max(w.p99 for w in windows),
+        max(w.max for w in windows),
+        sum(w.errors for w in windows),
+        weighted([w.server_cpu for w in windows]),
+        tuple(weighted([w.cores[i] for w in windows]) for i in range(len(first.cores))),
+        outcomes,
+        new_backends=sum(w.new_backends for w in windows),
+    )
+
+
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {
         k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
@@ -754,33 +842,35 @@ async def run(args: argparse.Namespace) -> Results:
         work = Path(tmp)
         bench = Bench(plan, results, work)
         try:
-            async with procs.postgres_database() as pg_url:
-                await asyncio.to_thread(procs.migrate, pg_url, bench.logs)
+            # The grown database is measured next to the empty one, setting by setting, so
+            # the two are minutes apart rather than half an hour.
+            async with procs.postgres_database() as pg_url, procs.postgres_database() as grown_url:
+                for url in (pg_url, grown_url):
+                    await asyncio.to_thread(procs.migrate, url, bench.logs)
                 await bench.count_round_trips(pg_url, "PostgreSQL")
                 await bench.baseline(pg_url)
                 await bench.client_transports()
-                for inquiry in (False, True):
-                    await bench.config(pg_url, "PostgreSQL", inquiry, registration=not inquiry)
-            async with procs.postgres_database() as grown_url:
-                await asyncio.to_thread(procs.migrate, grown_url, bench.logs)
                 await bench.grown(grown_url, "PostgreSQL")
                 for inquiry in (False, True):
+                    await bench.config(pg_url, "PostgreSQL", inquiry, registration=not inquiry)
                     await bench.config(
                         grown_url, "PostgreSQL", inquiry, not inquiry, grown=True, open_loop=False
                     )
                 await bench.memory(grown_url, "PostgreSQL")
-            with procs.sqlite_database(work) as sqlite_url:
-                await asyncio.to_thread(procs.migrate, sqlite_url, bench.logs)
-                await bench.count_round_trips(sqlite_url, "SQLite")
-                for inquiry in (False, True):
-                    await bench.config(sqlite_url, "SQLite", inquiry, registration=not inquiry)
             (work / "grown").mkdir()
-            with procs.sqlite_database(work / "grown") as grown_sqlite:
-                await asyncio.to_thread(procs.migrate, grown_sqlite, bench.logs)
+            with (
+                procs.sqlite_database(work) as sqlite_url,
+                procs.sqlite_database(work / "grown") as grown_sqlite,
+            ):
+                for url in (sqlite_url, grown_sqlite):
+                    await asyncio.to_thread(procs.migrate, url, bench.logs)
+                await bench.count_round_trips(sqlite_url, "SQLite")
                 await bench.grown(grown_sqlite, "SQLite")
+                await bench.config(sqlite_url, "SQLite", False, registration=True)
                 await bench.config(
                     grown_sqlite, "SQLite", False, registration=True, grown=True, open_loop=False
                 )
+                await bench.config(sqlite_url, "SQLite", True, registration=False)
             if args.before_ref:
                 before = await asyncio.to_thread(before_ref.prepare, args.before_ref)
                 results.before_ref = f"{before.ref} ({before.commit[:12]})"
