@@ -158,6 +158,7 @@ def _lines(r: "Results") -> list[str]:
         if reg.added_p50 > REGISTRATION_TARGET:
             bounds.append(_registration_bound(r, reg.database))
     lines += sections.target_rows(r)
+    bounds += sections.grown_bounds(r)
     on = _find(r, "PostgreSQL", True)
     if on and on.first_deposits:
         bounds.append(_inquiry_bound(r, on))

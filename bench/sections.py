@@ -130,6 +130,54 @@ def target_rows(r: "Results") -> list[str]:
     return rows
 
 
+def grown_bounds(r: "Results") -> list[str]:
+    """For each grown-database row that misses: what the run shows about why (the server's CPU
+    per push on each database, the window pairs' spread, the simulator's own latency)."""
+    bounds = []
+    for database in ("PostgreSQL", "SQLite"):
+        for inquiry in (False, True):
+            empty = find(r, database, inquiry)
+            grown = find(r, database, inquiry, grown=True)
+            if not (empty and grown and empty.first_deposits and grown.first_deposits):
+                continue
+            a, b = empty.first_deposits, grown.first_deposits
+            ratio = per_trivial(r, grown, b) / per_trivial(r, empty, a)
+            if ratio >= 1 - GROWN_TOLERANCE:
+                continue
+
+            def pairs(c: "Config") -> str:
+                return ", ".join(f"{d.rps / t.rps:.2f}" for t, d in c.rounds) or NONE
+
+            cpu = b.cpu_ms_per_request / a.cpu_ms_per_request
+            bounds.append(
+                f"- **{grown.name}: {ratio:.2f} of the empty database.** The server's CPU per "
+                f"push: {b.cpu_ms_per_request:.2f} ms grown against {a.cpu_ms_per_request:.2f} ms "
+                f"empty ({cpu:.2f}{X}); the trivial endpoint next to each: "
+                f"{grown.trivial.cpu_ms_per_request if grown.trivial else math.nan:.3f} against "
+                f"{empty.trivial.cpu_ms_per_request if empty.trivial else math.nan:.3f} ms. "
+                f"Window pairs (first deposits {X} trivial): grown {pairs(grown)}, empty "
+                f"{pairs(empty)}. "
+                + (
+                    "The push costs the server about the same on both databases, so the gap is in "
+                    "the waits (the database's own work, the load core), not in the server. "
+                    if cpu <= 1 + GROWN_TOLERANCE
+                    else "The server spends more CPU a push on the grown database. "
+                )
+            )
+        empty_reg, grown_reg = registration(r, database), registration(r, database, grown=True)
+        if empty_reg and grown_reg:
+            sa, sb = empty_reg.p("service", 50), grown_reg.p("service", 50)
+            if sb > sa * (1 + GROWN_TOLERANCE):
+                na, nb = empty_reg.p("simulator", 50), grown_reg.p("simulator", 50)
+                bounds.append(
+                    f"- **Registration on the grown {database} database: p50 {ms(sb)} against "
+                    f"{ms(sa)} ms.** The simulator's own p50, measured in the same windows: "
+                    f"{ms(nb)} against {ms(na)} ms; the service's added time "
+                    f"{ms(grown_reg.added_p50)} against {ms(empty_reg.added_p50)} ms. "
+                )
+    return bounds
+
+
 def client_section(r: "Results") -> list[str]:
     if not r.client_ab:
         return []
