@@ -424,7 +424,9 @@ def _method(r: "Results") -> list[str]:
         "*dispatch lag* is how late the generator itself was (should be ≈ 0).",
         f"- **Registration.** {p.registration_samples} sequential registrations against the service "
         "and, interleaved, the same onePass.do form straight to the simulator; the service's added "
-        "latency is the difference of the medians.",
+        "latency is the difference of the medians. The empty and the grown database are measured "
+        f"in {p.rounds} alternating rounds, both services up side by side (each with its own "
+        "simulator), so their ratio does not span the host's drift.",
         "- **Round trips.** Counted in-process at the driver (asyncpg protocol calls; hops to "
         "aiosqlite's and the notification writer's threads) on a warm connection: "
         "bench/roundtrips.py.",

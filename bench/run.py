@@ -8,9 +8,10 @@ One run, in this order (each server a subprocess on CPU 0, everything else on CP
 4. per engine, a grown database (bench/grown.py: 1,000,000 payments, 3,000,000 ledger rows,
    loaded in bulk; the hot queries' plans) next to an empty one (a throwaway PostgreSQL
    database; a temp SQLite file);
-5. per engine and inquiry setting, the empty database and then the grown one, a fresh
-   simulator and service (`python -m app serve`) each: registration latency (service vs
-   simulator; inquiry off), duplicates (wrk over already-paid payments), the trivial endpoint
+5. per engine, registration latency (service vs simulator; inquiry off) on the empty and the
+   grown database in alternating rounds; then per engine and inquiry setting, the empty
+   database and then the grown one, a fresh simulator and service (`python -m app serve`)
+   each: duplicates (wrk over already-paid payments), the trivial endpoint
    again (the yardstick for this configuration's ratios), first deposits (wrk over a pool
    sized from the duplicate rate), and on the empty database the open-loop rates over fresh
    payments and a py-spy profile (SQLite's grown database: inquiry off only); on PostgreSQL then the service's memory over 100,000 first
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -431,23 +433,16 @@ class Bench:
         config.simulator_cpu = simulator_cpu / config.first_deposits.seconds
         _show(config.trivial)
 
-    async def config(
+    @contextlib.asynccontextmanager
+    async def serving(
         self,
         url: str,
-        database: str,
         inquiry: bool,
-        registration: bool,
-        *,
-        grown: bool = False,
+        name: str,
         before: "before_ref.Before | None" = None,
-        open_loop: bool = True,
-    ) -> Config:
-        """One service (this tree's, or the --before-ref tree's) on one database and one
-        inquiry setting: registration, duplicates, first deposits, open loop, profile."""
-        config = Config(database, inquiry, grown, before.label if before else "")
-        self.results.configs.append(config)
-        print(f"bench: {config.name}", flush=True)
-        plan, tag = self.plan, f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
+    ) -> AsyncIterator[tuple[procs.Server, procs.Server]]:
+        """A fresh simulator (load core) and the service on it (server core): (simulator,
+        service)."""
         sim_port, port = procs.free_port(), procs.free_port()
         sim_argv = [
             sys.executable, "-m", "simulator", "--port", str(sim_port), "--no-access-log"
@@ -470,7 +465,6 @@ class Bench:
         )
         python = before.python if before else sys.executable
         service_argv = [python, "-m", "app", "serve", "--port", str(port)]
-        name = config.slug
         async with (
             procs.server(
                 f"simulator-{name}",
@@ -493,10 +487,63 @@ class Bench:
                 cwd=root,
             ) as service,
         ):
+            yield simulator, service
+
+    async def registrations(self, database: str, empty_url: str, grown_url: str) -> None:
+        """Registration latency on the empty and the grown database in alternating rounds,
+        both services up side by side, so their ratio does not span the host's drift; then
+        the empty one's profile."""
+        rounds = self.plan.rounds
+        samples = max(1, self.plan.registration_samples // rounds)
+        print(f"bench: {database}, registration, empty and grown database", flush=True)
+        merged = {
+            grown: RegistrationLatency(database, [], [], grown=grown) for grown in (False, True)
+        }
+        tag = f"{database[:2]}g{int(time.time()) % 100000}"
+        async with contextlib.AsyncExitStack() as stack:
+            up = {
+                grown: await stack.enter_async_context(
+                    self.serving(url, False, f"{database.lower()}-registration{'-grown' * grown}")
+                )
+                for grown, url in ((False, empty_url), (True, grown_url))
+            }
+            for i in range(rounds):
+                for grown, (simulator, service) in up.items():
+                    one = await self.registration_latency(
+                        database, service, simulator.port, f"{tag}{i}{int(grown)}", samples,
+                        profile=False,
+                    )  # fmt: skip
+                    merged[grown].service += one.service
+                    merged[grown].simulator += one.simulator
+            simulator, service = up[False]
+            if self.results.py_spy:
+                await self.profile_registrations(merged[False], service, f"{tag}p")
+        self.results.registration += merged.values()
+
+    async def config(
+        self,
+        url: str,
+        database: str,
+        inquiry: bool,
+        registration: bool,
+        *,
+        grown: bool = False,
+        before: "before_ref.Before | None" = None,
+        open_loop: bool = True,
+    ) -> Config:
+        """One service (this tree's, or the --before-ref tree's) on one database and one
+        inquiry setting: (registration,) duplicates, first deposits, open loop, profile."""
+        config = Config(database, inquiry, grown, before.label if before else "")
+        self.results.configs.append(config)
+        print(f"bench: {config.name}", flush=True)
+        plan, tag = self.plan, f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
+        async with self.serving(url, inquiry, config.slug, before) as (simulator, service):
+            port, sim_port = service.port, simulator.port
             if registration:
                 latency = await self.registration_latency(
-                    database, service, sim_port, f"{tag}r", profile=not before and not grown
-                )
+                    database, service, sim_port, f"{tag}r", self.plan.registration_samples,
+                    profile=not before and not grown,
+                )  # fmt: skip
                 latency.grown, latency.version = grown, config.version
                 self.results.registration.append(latency)
 
@@ -667,7 +714,13 @@ class Bench:
             self.results.notes.append(f"py-spy wrote no profile for {config.name}")
 
     async def registration_latency(
-        self, database: str, server: procs.Server, sim_port: int, tag: str, profile: bool = True
+        self,
+        database: str,
+        server: procs.Server,
+        sim_port: int,
+        tag: str,
+        samples: int,
+        profile: bool = True,
     ) -> RegistrationLatency:
         """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator;
         then, with py-spy attached, sequential registrations alone (where the time goes)."""
@@ -677,7 +730,7 @@ class Bench:
         db_process_url = f"http://127.0.0.1:{port}{NOTIFY_PATH}"
         warm = 10
         try:
-            for i in range(warm + self.plan.registration_samples):
+            for i in range(warm + samples):
                 body = pushes.registration_body(f"{tag}-{i}", 10_000 + i)
                 started = time.perf_counter()
                 answer = await service.request(
@@ -851,10 +904,11 @@ async def run(args: argparse.Namespace) -> Results:
                 await bench.baseline(pg_url)
                 await bench.client_transports()
                 await bench.grown(grown_url, "PostgreSQL")
+                await bench.registrations("PostgreSQL", pg_url, grown_url)
                 for inquiry in (False, True):
-                    await bench.config(pg_url, "PostgreSQL", inquiry, registration=not inquiry)
+                    await bench.config(pg_url, "PostgreSQL", inquiry, registration=False)
                     await bench.config(
-                        grown_url, "PostgreSQL", inquiry, not inquiry, grown=True, open_loop=False
+                        grown_url, "PostgreSQL", inquiry, False, grown=True, open_loop=False
                     )
                 await bench.memory(grown_url, "PostgreSQL")
             (work / "grown").mkdir()
@@ -866,9 +920,10 @@ async def run(args: argparse.Namespace) -> Results:
                     await asyncio.to_thread(procs.migrate, url, bench.logs)
                 await bench.count_round_trips(sqlite_url, "SQLite")
                 await bench.grown(grown_sqlite, "SQLite")
-                await bench.config(sqlite_url, "SQLite", False, registration=True)
+                await bench.registrations("SQLite", sqlite_url, grown_sqlite)
+                await bench.config(sqlite_url, "SQLite", False, registration=False)
                 await bench.config(
-                    grown_sqlite, "SQLite", False, registration=True, grown=True, open_loop=False
+                    grown_sqlite, "SQLite", False, registration=False, grown=True, open_loop=False
                 )
                 await bench.config(sqlite_url, "SQLite", True, registration=False)
             if args.before_ref:

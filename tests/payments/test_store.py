@@ -210,7 +210,16 @@ async def test_every_connection_goes_back_to_the_pool(stack: Stack, database_url
 
     sleep = Compiled.of(select(func.pg_sleep(literal_column("30"))), store.dialect)
     stalled = asyncio.create_task(store.fetch(sleep, {}))
-    await asyncio.sleep(0.5)
+    admin = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:  # until PostgreSQL is running the sleep: the caller is then inside its statement
+        async with asyncio.timeout(10):
+            while not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+            ):
+                await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
     assert pool.get_idle_size() == pool.get_size() - 1  # the sleep holds a connection
     stalled.cancel()
     with pytest.raises(asyncio.CancelledError):
