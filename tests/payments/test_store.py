@@ -213,7 +213,7 @@ async def test_every_connection_goes_back_to_the_pool(stack: Stack, database_url
     admin = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:  # until PostgreSQL is running the sleep: the caller is then inside its statement
         async with asyncio.timeout(10):
-            while not await admin.fetchval(
+            while not await admin.fetchval(  # noqa: ASYNC110 (another process's state)
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
             ):
