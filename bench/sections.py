@@ -3,6 +3,7 @@
 memory over a long run, and the previous version side by side."""
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bench.memory import GROWTH_LIMIT, RSS_LIMIT
@@ -84,23 +85,16 @@ def target_rows(r: "Results") -> list[str]:
             f"| default setting (inquiry on), PostgreSQL: server CPU ≤ {INQUIRY_CPU_MS:g} ms per push "
             f"| {w.cpu_ms_per_request:.2f} ms | {_mark(w.cpu_ms_per_request <= INQUIRY_CPU_MS)} |"
         )
+    for database, inquiry, empty, grown, ratio in grown_pairs(r):
+        e, g = empty.first_deposits, grown.first_deposits
+        assert e and g
+        rows.append(
+            f"| grown database, {database}, inquiry {'on' if inquiry else 'off'}: first-deposit "
+            f"throughput within {GROWN_TOLERANCE:.0%} of the empty database (each over the "
+            f"trivial endpoint measured next to it) | {ratio:.2f} (req/s {g.rps:,.0f} / "
+            f"{e.rps:,.0f} = {g.rps / e.rps:.2f}) | {_mark(ratio >= 1 - GROWN_TOLERANCE)} |"
+        )
     for database in ("PostgreSQL", "SQLite"):
-        for inquiry in (False, True):
-            empty = find(r, database, inquiry)
-            grown = find(r, database, inquiry, grown=True)
-            if not (empty and grown and empty.first_deposits and grown.first_deposits):
-                continue
-            raw = grown.first_deposits.rps / empty.first_deposits.rps
-            ratio = per_trivial(r, grown, grown.first_deposits) / per_trivial(
-                r, empty, empty.first_deposits
-            )
-            rows.append(
-                f"| grown database, {database}, inquiry {'on' if inquiry else 'off'}: first-deposit "
-                f"throughput within {GROWN_TOLERANCE:.0%} of the empty database (each over the "
-                f"trivial endpoint measured next to it) | {ratio:.2f} (req/s "
-                f"{grown.first_deposits.rps:,.0f} / {empty.first_deposits.rps:,.0f} = {raw:.2f}) "
-                f"| {_mark(ratio >= 1 - GROWN_TOLERANCE)} |"
-            )
         empty_reg, grown_reg = registration(r, database), registration(r, database, grown=True)
         if empty_reg and grown_reg:
             a, b = empty_reg.p("service", 50), grown_reg.p("service", 50)
@@ -130,40 +124,51 @@ def target_rows(r: "Results") -> list[str]:
     return rows
 
 
+def grown_pairs(r: "Results") -> "Iterator[tuple[str, bool, Config, Config, float]]":
+    """(database, inquiry, empty, grown, ratio) for each grown configuration with first
+    deposits and its empty one; ratio: the grown database's first deposits over the empty
+    one's, each over the trivial endpoint measured next to it."""
+    for database in ("PostgreSQL", "SQLite"):
+        for inquiry in (False, True):
+            empty, grown = find(r, database, inquiry), find(r, database, inquiry, grown=True)
+            if empty and grown and empty.first_deposits and grown.first_deposits:
+                ratio = per_trivial(r, grown, grown.first_deposits) / per_trivial(
+                    r, empty, empty.first_deposits
+                )
+                yield database, inquiry, empty, grown, ratio
+
+
 def grown_bounds(r: "Results") -> list[str]:
     """For each grown-database row that misses: what the run shows about why (the server's CPU
     per push on each database, the window pairs' spread, the simulator's own latency)."""
+
+    def pairs(c: "Config") -> str:
+        return ", ".join(f"{d.rps / t.rps:.2f}" for t, d in c.rounds) or NONE
+
+    def trivial_ms(c: "Config") -> float:
+        return c.trivial.cpu_ms_per_request if c.trivial else math.nan
+
     bounds = []
-    for database in ("PostgreSQL", "SQLite"):
-        for inquiry in (False, True):
-            empty = find(r, database, inquiry)
-            grown = find(r, database, inquiry, grown=True)
-            if not (empty and grown and empty.first_deposits and grown.first_deposits):
-                continue
-            a, b = empty.first_deposits, grown.first_deposits
-            ratio = per_trivial(r, grown, b) / per_trivial(r, empty, a)
-            if ratio >= 1 - GROWN_TOLERANCE:
-                continue
-
-            def pairs(c: "Config") -> str:
-                return ", ".join(f"{d.rps / t.rps:.2f}" for t, d in c.rounds) or NONE
-
-            cpu = b.cpu_ms_per_request / a.cpu_ms_per_request
-            bounds.append(
-                f"- **{grown.name}: {ratio:.2f} of the empty database.** The server's CPU per "
-                f"push: {b.cpu_ms_per_request:.2f} ms grown against {a.cpu_ms_per_request:.2f} ms "
-                f"empty ({cpu:.2f}{X}); the trivial endpoint next to each: "
-                f"{grown.trivial.cpu_ms_per_request if grown.trivial else math.nan:.3f} against "
-                f"{empty.trivial.cpu_ms_per_request if empty.trivial else math.nan:.3f} ms. "
-                f"Window pairs (first deposits {X} trivial): grown {pairs(grown)}, empty "
-                f"{pairs(empty)}. "
-                + (
-                    "The push costs the server about the same on both databases, so the gap is in "
-                    "the waits (the database's own work, the load core), not in the server. "
-                    if cpu <= 1 + GROWN_TOLERANCE
-                    else "The server spends more CPU a push on the grown database. "
-                )
+    for _, _, empty, grown, ratio in grown_pairs(r):
+        if ratio >= 1 - GROWN_TOLERANCE:
+            continue
+        a, b = empty.first_deposits, grown.first_deposits
+        assert a and b
+        cpu = b.cpu_ms_per_request / a.cpu_ms_per_request
+        bounds.append(
+            f"- **{grown.name}: {ratio:.2f} of the empty database.** The server's CPU per "
+            f"push: {b.cpu_ms_per_request:.2f} ms grown against {a.cpu_ms_per_request:.2f} ms "
+            f"empty ({cpu:.2f}{X}); the trivial endpoint next to each: {trivial_ms(grown):.3f} "
+            f"against {trivial_ms(empty):.3f} ms. Window pairs (first deposits {X} trivial): "
+            f"grown {pairs(grown)}, empty {pairs(empty)}. "
+            + (
+                "The push costs the server about the same on both databases, so the gap is in "
+                "the waits (the database's own work, the load core), not in the server. "
+                if cpu <= 1 + GROWN_TOLERANCE
+                else "The server spends more CPU a push on the grown database. "
             )
+        )
+    for database in ("PostgreSQL", "SQLite"):
         empty_reg, grown_reg = registration(r, database), registration(r, database, grown=True)
         if empty_reg and grown_reg:
             sa, sb = empty_reg.p("service", 50), grown_reg.p("service", 50)
@@ -171,7 +176,7 @@ def grown_bounds(r: "Results") -> list[str]:
                 na, nb = empty_reg.p("simulator", 50), grown_reg.p("simulator", 50)
                 bounds.append(
                     f"- **Registration on the grown {database} database: p50 {ms(sb)} against "
-                    f"{ms(sa)} ms.** The simulator's own p50, measured in the same windows: "
+                    f"{ms(sa)} ms.** The simulator's own p50, measured in the same rounds: "
                     f"{ms(nb)} against {ms(na)} ms; the service's added time "
                     f"{ms(grown_reg.added_p50)} against {ms(empty_reg.added_p50)} ms. "
                 )
