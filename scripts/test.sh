@@ -26,5 +26,7 @@ fi
 echo "== ruff";  .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy
+# Two workers (pytest-xdist), a test file each at a time: every worker has its own
+# databases and servers. TEST_WORKERS=0 runs everything in this one process.
 echo "== pytest (with coverage of app/ and simulator/)"
-.venv/bin/pytest --cov --cov-report=term "$@"
+.venv/bin/pytest -n "${TEST_WORKERS:-2}" --dist loadfile --cov --cov-report=term "$@"
