@@ -510,14 +510,12 @@ class Bench:
             for i in range(rounds):
                 for grown, (simulator, service) in up.items():
                     one = await self.registration_latency(
-                        database, service, simulator.port, f"{tag}{i}{int(grown)}", samples,
-                        profile=False,
-                    )  # fmt: skip
+                        database, service, simulator.port, f"{tag}{i}{int(grown)}", samples
+                    )
                     merged[grown].service += one.service
                     merged[grown].simulator += one.simulator
-            simulator, service = up[False]
-            if self.results.py_spy:
-                await self.profile_registrations(merged[False], service, f"{tag}p")
+            if self.results.py_spy:  # where the time goes, on the empty database
+                await self.profile_registrations(merged[False], up[False][1], f"{tag}p")
         self.results.registration += merged.values()
 
     async def config(
@@ -525,26 +523,25 @@ class Bench:
         url: str,
         database: str,
         inquiry: bool,
-        registration: bool,
         *,
         grown: bool = False,
         before: "before_ref.Before | None" = None,
         open_loop: bool = True,
     ) -> Config:
         """One service (this tree's, or the --before-ref tree's) on one database and one
-        inquiry setting: (registration,) duplicates, first deposits, open loop, profile."""
+        inquiry setting: duplicates, first deposits, open loop, profile; for the --before-ref
+        tree registration latency first (this tree's: `registrations`)."""
         config = Config(database, inquiry, grown, before.label if before else "")
         self.results.configs.append(config)
         print(f"bench: {config.name}", flush=True)
         plan, tag = self.plan, f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
         async with self.serving(url, inquiry, config.slug, before) as (simulator, service):
             port, sim_port = service.port, simulator.port
-            if registration:
+            if before:
                 latency = await self.registration_latency(
-                    database, service, sim_port, f"{tag}r", self.plan.registration_samples,
-                    profile=not before and not grown,
-                )  # fmt: skip
-                latency.grown, latency.version = grown, config.version
+                    database, service, sim_port, f"{tag}r", self.plan.registration_samples
+                )
+                latency.version = config.version
                 self.results.registration.append(latency)
 
             async def pool(label: str, count: int) -> list[str]:
@@ -720,10 +717,8 @@ class Bench:
         sim_port: int,
         tag: str,
         samples: int,
-        profile: bool = True,
     ) -> RegistrationLatency:
-        """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator;
-        then, with py-spy attached, sequential registrations alone (where the time goes)."""
+        """Sequential, interleaved: POST /api/v1/cvs/payments vs onePass.do on the simulator."""
         result = RegistrationLatency(database, [], [])
         port = server.port
         service, simulator = Connection(port), Connection(sim_port)
@@ -754,8 +749,6 @@ class Bench:
         finally:
             await service.close()
             await simulator.close()
-        if self.results.py_spy and profile:
-            await self.profile_registrations(result, server, f"{tag}p")
         print(
             f"  registration p50 service {result.p('service', 50) * 1000:.2f} ms, "
             f"simulator {result.p('simulator', 50) * 1000:.2f} ms",
@@ -906,9 +899,9 @@ async def run(args: argparse.Namespace) -> Results:
                 await bench.grown(grown_url, "PostgreSQL")
                 await bench.registrations("PostgreSQL", pg_url, grown_url)
                 for inquiry in (False, True):
-                    await bench.config(pg_url, "PostgreSQL", inquiry, registration=False)
+                    await bench.config(pg_url, "PostgreSQL", inquiry)
                     await bench.config(
-                        grown_url, "PostgreSQL", inquiry, False, grown=True, open_loop=False
+                        grown_url, "PostgreSQL", inquiry, grown=True, open_loop=False
                     )
                 await bench.memory(grown_url, "PostgreSQL")
             (work / "grown").mkdir()
@@ -921,11 +914,9 @@ async def run(args: argparse.Namespace) -> Results:
                 await bench.count_round_trips(sqlite_url, "SQLite")
                 await bench.grown(grown_sqlite, "SQLite")
                 await bench.registrations("SQLite", sqlite_url, grown_sqlite)
-                await bench.config(sqlite_url, "SQLite", False, registration=False)
-                await bench.config(
-                    grown_sqlite, "SQLite", False, registration=False, grown=True, open_loop=False
-                )
-                await bench.config(sqlite_url, "SQLite", True, registration=False)
+                await bench.config(sqlite_url, "SQLite", False)
+                await bench.config(grown_sqlite, "SQLite", False, grown=True, open_loop=False)
+                await bench.config(sqlite_url, "SQLite", True)
             if args.before_ref:
                 before = await asyncio.to_thread(before_ref.prepare, args.before_ref)
                 results.before_ref = f"{before.ref} ({before.commit[:12]})"
@@ -933,17 +924,13 @@ async def run(args: argparse.Namespace) -> Results:
                     await asyncio.to_thread(
                         procs.migrate, old_pg, bench.logs, before.root, before.python
                     )
-                    await bench.config(
-                        old_pg, "PostgreSQL", False, True, before=before, open_loop=False
-                    )
+                    await bench.config(old_pg, "PostgreSQL", False, before=before, open_loop=False)
                 (work / "before").mkdir()
                 with procs.sqlite_database(work / "before") as old_lite:
                     await asyncio.to_thread(
                         procs.migrate, old_lite, bench.logs, before.root, before.python
                     )
-                    await bench.config(
-                        old_lite, "SQLite", False, True, before=before, open_loop=False
-                    )
+                    await bench.config(old_lite, "SQLite", False, before=before, open_loop=False)
         except BaseException:
             _keep_logs(bench.logs)
             raise

@@ -7,6 +7,8 @@ connection goes back to the pool, a cancelled caller's too."""
 import asyncio
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -170,6 +172,16 @@ async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> No
     assert (again.current["status"], again.current["paid_at"]) == ("paid", now)
 
 
+@asynccontextmanager
+async def admin_connection(database_url: str) -> AsyncIterator[Any]:
+    """A plain asyncpg connection to the test database, beside the store's pool."""
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 async def test_a_connection_the_server_ended_is_replaced(stack: Stack, database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL connections only")
@@ -177,14 +189,11 @@ async def test_a_connection_the_server_ended_is_replaced(stack: Stack, database_
     assert isinstance(store, PostgresStore)
     payment = await stack.register()
     assert await store.payment_by_txid(payment["txid"]) is not None  # one connection, now idle
-    admin = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:
+    async with admin_connection(database_url) as admin:
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-    finally:
-        await admin.close()
     # The pool sees the ended connection (or the read is asked again once): no 503.
     assert await store.payment_by_txid(payment["txid"]) is not None
     assert (
@@ -210,16 +219,13 @@ async def test_every_connection_goes_back_to_the_pool(stack: Stack, database_url
 
     sleep = Compiled.of(select(func.pg_sleep(literal_column("30"))), store.dialect)
     stalled = asyncio.create_task(store.fetch(sleep, {}))
-    admin = await asyncpg.connect(database_url.replace("+asyncpg", ""))
-    try:  # until PostgreSQL is running the sleep: the caller is then inside its statement
-        async with asyncio.timeout(10):
-            while not await admin.fetchval(  # noqa: ASYNC110 (another process's state)
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
-            ):
-                await asyncio.sleep(0.01)
-    finally:
-        await admin.close()
+    # Until PostgreSQL is running the sleep: the caller is then inside its statement.
+    async with admin_connection(database_url) as admin, asyncio.timeout(10):
+        while not await admin.fetchval(  # noqa: ASYNC110 (another process's state)
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+        ):
+            await asyncio.sleep(0.01)
     assert pool.get_idle_size() == pool.get_size() - 1  # the sleep holds a connection
     stalled.cancel()
     with pytest.raises(asyncio.CancelledError):
