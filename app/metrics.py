@@ -35,6 +35,11 @@ RECONCILE_OLDEST_OVERDUE = Gauge(
     "How long the most overdue scheduled check had waited (at the last sweep's start)",
 )
 TRANSITIONS = Counter("payment_transitions_total", "Payment state changes, by new status", ["to"])
+STORE_BATCH = Histogram(
+    "payments_store_batch_writes",
+    "Payment writes sent together in one PostgreSQL transaction (1: a write alone)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)
 WEBHOOK_DELIVERIES = Counter(
     "webhook_deliveries_total", "Outbound webhook attempts, by result", ["result"]
 )

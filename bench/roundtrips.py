@@ -9,9 +9,10 @@ database. Every call that crosses to the database is counted where it leaves Pyt
   and friends) and the pool's pre-ping (`Connection.fetchrow(";")`, in its own BEGIN/ROLLBACK);
 - SQLite (aiosqlite): each hop to the connection's worker thread (`Connection._execute`):
   cursor creation, execute, fetch and close each cross a thread and wake the event loop;
-- the notification path's own statements (app/notifications/store.py): asyncpg's
-  `Connection.fetch`/`fetchval` on its pool, and each hop to the SQLite writer thread,
-  whose statements are read off the connection's trace callback.
+- the payments store's own statements (app/payments/store.py): asyncpg's
+  `Connection.fetch`/`fetchrow`/`fetchmany` (a pipeline of writes sent together; one
+  alone here, as a push comes alone) on its pool, and each hop to the SQLite writer
+  thread, whose statements are read off the connection's trace callback.
 
 Counts are taken on a warm connection (statements already prepared), i.e. the steady state
 of a running service; SQL text is kept so the report can list what each request runs.
@@ -104,6 +105,7 @@ def _instrumented() -> Iterator[None]:
         _wrap(connection, "fetchrow", lambda _s, q, *a, **k: f"pg fetchrow: {_sql(q)}"),
         _wrap(connection, "fetch", lambda _s, q, *a, **k: f"pg execute: {_sql(q)}"),
         _wrap(connection, "fetchval", lambda _s, q, *a, **k: f"pg execute: {_sql(q)}"),
+        _wrap(connection, "fetchmany", lambda _s, q, *a, **k: f"pg pipeline: {_sql(q)}"),
         _wrap(SqliteStore, "_run", lambda _s, *a, **k: "sqlite thread hop: payments store"),
         _wrap(connection, "reload_schema_state", lambda _s, *a, **k: "pg reload schema"),
         _wrap(prepared, "fetch", lambda s, *a, **k: f"pg execute: {_sql(s.get_query())}"),

@@ -7,7 +7,9 @@ the columns' own type processing, and run on the driver (no Session, no greenlet
 
 - PostgreSQL: an asyncpg pool (acquire and statement deadlines, idle connections recycled,
   connections the server ended replaced); a write is one statement, a chain of
-  data-modifying CTEs, atomic on its own (one round trip, no BEGIN/COMMIT).
+  data-modifying CTEs, atomic on its own (no BEGIN/COMMIT). Writes that answer one row
+  (most) and arrive together share a round trip: a pipeline of their statements in one
+  transaction (`_batched`); a batch that fails is sent again one write at a time.
 - SQLite: one writer thread owning a plain sqlite3 connection (WAL, BEGIN IMMEDIATE); each
   call is one hop to that thread, a write one transaction inside it.
 
@@ -169,9 +171,10 @@ class Compiled:
     binds: tuple[Callable[[Any], Any] | None, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
     columns: tuple[str, ...]
+    one_row: bool = False  # every run answers exactly one row (PostgreSQL: batched)
 
     @classmethod
-    def of(cls, statement: ClauseElement, dialect: Dialect) -> "Compiled":
+    def of(cls, statement: ClauseElement, dialect: Dialect, *, one_row: bool = False) -> "Compiled":
         compiled: Any = statement.compile(dialect=dialect)  # SQLCompiler: positional binds
         names = tuple(compiled.positiontup or ())
         binds = tuple(
@@ -180,7 +183,8 @@ class Compiled:
         )
         out = list(getattr(statement, "exported_columns", []))
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in out)
-        return cls(compiled.string, names, binds, results, tuple(c.name for c in out))
+        columns = tuple(c.name for c in out)
+        return cls(compiled.string, names, binds, results, columns, one_row)
 
     def args(self, values: dict[str, Any]) -> list[Any]:
         return [
@@ -462,6 +466,9 @@ class PostgresStore(PaymentStore):
         self._size = pool_size
         self._timeout = timeout
         self._pool: Any = None
+        self._queue: list[_Queued] = []  # one-row writes waiting for the next batch
+        self._senders: set[asyncio.Task[None]] = set()
+        self._sending = 0  # senders running (a task's done callback comes a turn later)
 
     def build_write(self, shape: Shape) -> Compiled:
         """One statement: WITH cas AS (UPDATE), led AS (INSERT ... FROM cas), ev, ob."""
@@ -517,7 +524,7 @@ class PostgresStore(PaymentStore):
             ids = [select(t.c.id).scalar_subquery().label(f"{t.name}_id") for t in written]
             one = select(literal_column("1").label("one")).subquery("one")
             statement = select(*ids, *now.c).select_from(one.outerjoin(now, true()))
-            return Compiled.of(statement.add_cte(*parts), self.dialect)
+            return Compiled.of(statement.add_cte(*parts), self.dialect, one_row=True)
         # One row of ids (ledger, payment, resolved row: those written), or none at all when
         # the compare-and-set or the resolve matched nothing.
         statement = (
@@ -527,7 +534,9 @@ class PostgresStore(PaymentStore):
         )
         for table in written:
             statement = statement.select_from(table)
-        return Compiled.of(statement.add_cte(*parts), self.dialect)
+        # Without a compare-and-set or a resolve the inserts always happen: always one row.
+        one_row = cas is None and res is None
+        return Compiled.of(statement.add_cte(*parts), self.dialect, one_row=one_row)
 
     async def _open(self) -> Any:
         if self._pool is None:
@@ -592,7 +601,11 @@ class PostgresStore(PaymentStore):
 
     async def write(self, write: Write) -> Written | MovedOn | None:
         statement = self.compiled_write(write.shape())
-        row = await self._run("fetchrow", statement, statement.args(write.params()), retry=False)
+        args = statement.args(write.params())
+        if statement.one_row:
+            row = await self._batched(statement, args, write.read_back or "")
+        else:
+            row = await self._run("fetchrow", statement, args, retry=False)
         if row is None:
             return None
         if write.read_back is not None:
@@ -606,9 +619,84 @@ class PostgresStore(PaymentStore):
         payment_id = next(ids) if write.change is not None else None
         return Written(ledger_id, payment_id)
 
+    async def _batched(self, statement: Compiled, args: list[Any], order: str) -> Any:
+        """A one-row write sent with the others that queued while the last batch was out:
+        one pipeline of statements in one transaction (asyncpg's fetchmany: one round trip,
+        one commit, all or nothing), answered when it has committed. Alone when nothing else
+        waits; a push's CPU on the driver and the event loop shrinks with the batch
+        (docs/BENCHMARKS.md). `order` (the tXid) is the order within a batch, so that two
+        replicas' batches lock payments in the same order."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(statement, args, future, order))
+        if self._sending < SENDERS:
+            self._sending += 1  # counted here and uncounted by the sender itself: a write
+            sender = asyncio.create_task(self._send_queued())  # queued as it ends gets one
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        with _unavailable_on_driver_errors():
+            async with asyncio.timeout(self._timeout * 3):  # queued behind a stalled batch
+                return await future
+
+    async def _send_queued(self) -> None:
+        batch: list[_Queued] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                groups: dict[str, list[_Queued]] = {}
+                for item in sorted(batch, key=lambda item: item.order):
+                    if not item.future.done():  # its caller gave up before it was sent
+                        groups.setdefault(item.statement.sql, []).append(item)
+                for items in groups.values():
+                    await self._send(items)
+        finally:
+            self._sending -= 1
+            unsent = (*batch, *(() if self._sending else self._queue))  # when cancelled
+            for item in unsent:  # (the event loop closing): not sent, so not written
+                _set_exception(item.future, StoreUnavailable("the payments store closed"))
+
+    async def _send(self, items: "list[_Queued]") -> None:
+        statement = items[0].statement
+        metrics.STORE_BATCH.observe(len(items))
+        try:
+            with _unavailable_on_driver_errors():
+                async with asyncio.timeout(self._timeout * 3):
+                    pool = await self._open()
+                    async with pool.acquire() as connection:
+                        try:
+                            args = [item.args for item in items]
+                            rows = await connection.fetchmany(statement.sql, args)
+                        except asyncpg.PostgresError:
+                            if len(items) == 1:
+                                raise
+                            rows = None  # one failed (a bad value, a deadlock): none written
+        except Exception as exc:
+            for item in items:
+                _set_exception(item.future, exc)
+            return
+        if rows is None:  # each again on its own, so only its own caller sees its error
+            for item in items:
+                await self._send([item])
+            return
+        for item, row in zip(items, rows, strict=True):
+            _set_result(item.future, row)
+
     async def close(self) -> None:
+        if self._senders:
+            await asyncio.wait(self._senders)  # the writes already queued, sent
         if self._pool is not None:
             await self._pool.close()
+
+
+MAX_BATCH = 100  # writes in one pipeline
+SENDERS = 2  # batches out at once: more only shrank the batches (docs/BENCHMARKS.md)
+
+
+@dataclass(frozen=True)
+class _Queued:
+    statement: Compiled
+    args: list[Any]
+    future: "asyncio.Future[Any]"
+    order: str
 
 
 class _Pool(asyncpg.Pool):  # type: ignore[misc]

@@ -1,8 +1,9 @@
 """The payments store (app/payments/store.py), the only writer, on both databases: the
 one-statement apply (inquiry off) keeps every check and leaves the same ledger rows as the
 read-and-decide path; a write whose change matches nothing writes nothing (no event, no
-outbox row); a connection the server ended is replaced before a read uses it; every
-connection goes back to the pool, a cancelled caller's too."""
+outbox row); writes that arrive together share one PostgreSQL transaction and still apply
+exactly once, a failing one failing alone; a connection the server ended is replaced before a
+read uses it; every connection goes back to the pool, a cancelled caller's too."""
 
 import asyncio
 import sqlite3
@@ -14,6 +15,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, literal_column, select
 
 from app.config import SANDBOX_MERCHANT_KEY
@@ -26,6 +28,7 @@ from app.payments.store import (
     Compiled,
     MovedOn,
     PostgresStore,
+    StoreUnavailable,
     Write,
     Written,
     _Writer,
@@ -170,6 +173,81 @@ async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> No
     again = await apply({**assumed, "status": "pending"}, row["txid"])
     assert isinstance(again, MovedOn) and again.current is not None
     assert (again.current["status"], again.current["paid_at"]) == ("paid", now)
+
+
+def batches() -> tuple[float, float]:
+    """(batches sent, batches of one write) so far, from the store's histogram."""
+    count = REGISTRY.get_sample_value("payments_store_batch_writes_count") or 0.0
+    alone = REGISTRY.get_sample_value("payments_store_batch_writes_bucket", {"le": "1.0"}) or 0.0
+    return count, alone
+
+
+async def test_concurrent_pushes_apply_each_deposit_once(quick: Stack, database_url: str) -> None:
+    """Ten payments, each pushed three times at once: on PostgreSQL the writes go out in
+    shared transactions (store.py `_batched`), and still each payment is paid once, by one
+    push, the other two recorded as duplicates."""
+    payments = [await quick.register() for _ in range(10)]
+    forms = [await deposit_form(quick, p) for p in payments]
+    sent, alone = batches()
+    responses = await asyncio.gather(*(push(quick, form) for form in forms * 3))
+    assert {(r.status_code, r.text) for r in responses} == {(200, "OK")}
+    if database_url.startswith("postgresql"):
+        now_sent, now_alone = batches()
+        assert now_sent - sent < 30  # fewer transactions than writes: some shared one
+        assert now_sent - sent > now_alone - alone  # at least one batch held several
+    rows = await ledger(quick)
+    assert sorted(r.outcome for r in rows) == ["applied"] * 10 + ["duplicate"] * 20
+    paid = [e for e in await events(quick) if e.type == "paid"]
+    assert len(paid) == len({e.payment_id for e in paid}) == 10  # one paid event each
+    assert {e.payment_id for e in paid} == {r.payment_id for r in rows if r.outcome == "applied"}
+    for payment in payments:
+        assert (await quick.payment(payment["reference_no"]))["status"] == "paid"
+
+
+async def test_a_failing_write_in_a_batch_fails_alone(stack: Stack, database_url: str) -> None:
+    """One write of six sent together breaks a constraint (a ledger row for a payment that
+    does not exist): the batch is sent again one write at a time, so the other five commit
+    and only the failing write's caller sees an error (StoreUnavailable: a 503)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("writes are batched on PostgreSQL only")
+    payment = await stack.register()
+    store, now = stack.services.store, now_utc()
+    row = await store.payment_by_txid(payment["txid"])
+    assert row is not None
+    good = Write({**applied_row(now), "payment_id": row["id"]})
+    bad = Write({**applied_row(now), "payment_id": row["id"] + 1000})
+    sent, alone = batches()
+    results = await asyncio.gather(
+        *(store.write(w) for w in (good, good, bad, good, good, good)), return_exceptions=True
+    )
+    assert isinstance(results[2], StoreUnavailable) and "ForeignKey" in str(results[2])
+    assert all(isinstance(r, Written) for i, r in enumerate(results) if i != 2)
+    written = {r.notification_id for r in results if isinstance(r, Written)}
+    assert len(written) == 5 and {r.id for r in await ledger(stack)} == written
+    now_sent, now_alone = batches()
+    assert (now_sent - sent, now_alone - alone) == (7, 6)  # one batch of six, then each alone
+
+
+async def test_closing_sends_the_writes_already_queued(stack: Stack, database_url: str) -> None:
+    """close() waits for the writes queued before it: each is committed and answered, none
+    is left waiting for a batch that will not come."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("writes are batched on PostgreSQL only")
+    settings = stack.services.settings
+    store = PostgresStore(
+        stack.services.engine,
+        settings.database_pool_size,
+        settings.database_timeout_seconds,
+        announce=False,
+    )
+    now = now_utc()
+    writes = [asyncio.create_task(store.write(Write(applied_row(now)))) for _ in range(20)]
+    await asyncio.sleep(0)  # each has queued its statement
+    assert len(store._queue) == 20
+    await store.close()
+    results = [await w for w in writes]
+    assert all(isinstance(r, Written) for r in results)
+    assert len(await ledger(stack)) == 20
 
 
 @asynccontextmanager
