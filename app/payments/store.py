@@ -9,7 +9,8 @@ the columns' own type processing, and run on the driver (no Session, no greenlet
   connections the server ended replaced); a write is one statement, a chain of
   data-modifying CTEs, atomic on its own (no BEGIN/COMMIT). Writes that answer one row
   (most) and arrive together share a round trip: a pipeline of their statements in one
-  transaction (`_batched`); a batch that fails is sent again one write at a time.
+  transaction (`_batched`); a batch that fails or outlasts the statement deadline (a lock
+  held elsewhere on one of its payments) is sent again one write at a time.
 - SQLite: one writer thread owning a plain sqlite3 connection (WAL, BEGIN IMMEDIATE); each
   call is one hop to that thread, a write one transaction inside it.
 
@@ -665,17 +666,20 @@ class PostgresStore(PaymentStore):
                         try:
                             args = [item.args for item in items]
                             rows = await connection.fetchmany(statement.sql, args)
-                        except asyncpg.PostgresError:
+                        except (asyncpg.PostgresError, TimeoutError):
                             if len(items) == 1:
                                 raise
-                            rows = None  # one failed (a bad value, a deadlock): none written
+                            # One failed (a bad value, a deadlock) or waited past the statement
+                            # deadline (a lock held elsewhere on one payment): none written.
+                            rows = None
         except Exception as exc:
             for item in items:
                 _set_exception(item.future, exc)
             return
         if rows is None:  # each again on its own, so only its own caller sees its error
             for item in items:
-                await self._send([item])
+                if not item.future.done():  # not if its caller gave up meanwhile
+                    await self._send([item])
             return
         for item, row in zip(items, rows, strict=True):
             _set_result(item.future, row)

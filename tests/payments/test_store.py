@@ -2,7 +2,7 @@
 one-statement apply (inquiry off) keeps every check and leaves the same ledger rows as the
 read-and-decide path; a write whose change matches nothing writes nothing (no event, no
 outbox row); writes that arrive together share one PostgreSQL transaction and still apply
-exactly once, a failing one failing alone; a connection the server ended is replaced before a
+exactly once, a failing or locked-out one failing alone; a connection the server ended is replaced before a
 read uses it; every connection goes back to the pool, a cancelled caller's too."""
 
 import asyncio
@@ -226,6 +226,46 @@ async def test_a_failing_write_in_a_batch_fails_alone(stack: Stack, database_url
     assert len(written) == 5 and {r.id for r in await ledger(stack)} == written
     now_sent, now_alone = batches()
     assert (now_sent - sent, now_alone - alone) == (7, 6)  # one batch of six, then each alone
+
+
+async def test_a_lock_on_one_payment_holds_up_only_its_own_write(
+    stack: Stack, database_url: str
+) -> None:
+    """Six pushes' writes sent together, one payment's row locked by another session past
+    the statement deadline: the batch gives up at the deadline and is sent again one write
+    at a time, so the five others commit (in time for their callers) and only the locked
+    payment's caller sees StoreUnavailable (a 503; NICEPAY sends the push again)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("writes are batched on PostgreSQL only")
+    rows = []
+    for _ in range(6):
+        row = await stack.services.store.payment_by_txid((await stack.register())["txid"])
+        assert row is not None
+        rows.append(row)
+    locked = rows[0]
+    store = PostgresStore(stack.services.engine, 8, 2.0, announce=False)
+    now = now_utc()
+
+    async def pay(row: dict[str, Any]) -> Written | MovedOn:
+        match = {"txid": row["txid"], "status": "pending"}
+        return await store.transition_or_current(
+            {**row, "id": None}, PaymentStatus.PAID, SOURCE, now, txid=row["txid"],
+            ledger=applied_row(now), match=match,
+        )  # fmt: skip
+
+    sent, alone = batches()
+    try:
+        async with admin_connection(database_url) as admin, admin.transaction():
+            await admin.execute("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE", locked["id"])
+            results = await asyncio.gather(*map(pay, rows), return_exceptions=True)
+    finally:
+        await store.close()
+    assert isinstance(results[0], StoreUnavailable)
+    assert all(isinstance(r, Written) for r in results[1:])
+    now_sent, now_alone = batches()
+    assert (now_sent - sent, now_alone - alone) == (7, 6)  # one batch of six, then each alone
+    statuses = [(await stack.services.store.payment_by_id(r["id"]) or {})["status"] for r in rows]
+    assert statuses == ["pending"] + ["paid"] * 5
 
 
 async def test_closing_sends_the_writes_already_queued(stack: Stack, database_url: str) -> None:
