@@ -26,8 +26,8 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -571,18 +571,23 @@ class PostgresStore(PaymentStore):
             )
         return self._pool
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection, under one deadline with what is done on it: waiting for a
+        connection is queueing behind a burst, not a stall, so with the statement it may take
+        three statement deadlines. asyncpg's own acquire timeout would wrap every acquire in
+        a task of its own (wait_for and shield)."""
+        async with asyncio.timeout(self._timeout * 3):
+            pool = await self._open()
+            async with pool.acquire() as connection:
+                yield connection
+
     async def _run(self, method: str, statement: Compiled, args: list[Any], retry: bool) -> Any:
         for attempt in (1, 2):
             with _unavailable_on_driver_errors():
                 try:
-                    # Waiting for a pooled connection is queueing behind a burst, not a
-                    # stall: with the statement it may take three statement deadlines. One
-                    # deadline for both: asyncpg's own acquire timeout would wrap every
-                    # acquire in a task of its own (wait_for and shield).
-                    async with asyncio.timeout(self._timeout * 3):
-                        pool = await self._open()
-                        async with pool.acquire() as connection:
-                            return await getattr(connection, method)(statement.sql, *args)
+                    async with self._connection() as connection:
+                        return await getattr(connection, method)(statement.sql, *args)
                 except (
                     asyncpg.ConnectionDoesNotExistError,
                     asyncpg.InterfaceError,
@@ -660,18 +665,16 @@ class PostgresStore(PaymentStore):
         metrics.STORE_BATCH.observe(len(items))
         try:
             with _unavailable_on_driver_errors():
-                async with asyncio.timeout(self._timeout * 3):
-                    pool = await self._open()
-                    async with pool.acquire() as connection:
-                        try:
-                            args = [item.args for item in items]
-                            rows = await connection.fetchmany(statement.sql, args)
-                        except (asyncpg.PostgresError, TimeoutError):
-                            if len(items) == 1:
-                                raise
-                            # One failed (a bad value, a deadlock) or waited past the statement
-                            # deadline (a lock held elsewhere on one payment): none written.
-                            rows = None
+                async with self._connection() as connection:
+                    try:
+                        args = [item.args for item in items]
+                        rows = await connection.fetchmany(statement.sql, args)
+                    except (asyncpg.PostgresError, TimeoutError):
+                        if len(items) == 1:
+                            raise
+                        # One failed (a bad value, a deadlock) or waited past the statement
+                        # deadline (a lock held elsewhere on one payment): none written.
+                        rows = None
         except Exception as exc:
             for item in items:
                 _set_exception(item.future, exc)

@@ -2,8 +2,9 @@
 one-statement apply (inquiry off) keeps every check and leaves the same ledger rows as the
 read-and-decide path; a write whose change matches nothing writes nothing (no event, no
 outbox row); writes that arrive together share one PostgreSQL transaction and still apply
-exactly once, a failing or locked-out one failing alone; a connection the server ended is replaced before a
-read uses it; every connection goes back to the pool, a cancelled caller's too."""
+exactly once, a failing or locked-out one failing alone; a connection the server ended is
+replaced before a read uses it; every connection goes back to the pool, a cancelled
+caller's too."""
 
 import asyncio
 import sqlite3
@@ -175,6 +176,12 @@ async def test_a_lost_compare_and_set_reads_the_payment_back(stack: Stack) -> No
     assert (again.current["status"], again.current["paid_at"]) == ("paid", now)
 
 
+def own_store(stack: Stack, timeout: float) -> PostgresStore:
+    """A second payments store on the stack's database, for a test to close or time out."""
+    pool_size = stack.services.settings.database_pool_size
+    return PostgresStore(stack.services.engine, pool_size, timeout, announce=False)
+
+
 def batches() -> tuple[float, float]:
     """(batches sent, batches of one write) so far, from the store's histogram."""
     count = REGISTRY.get_sample_value("payments_store_batch_writes_count") or 0.0
@@ -243,7 +250,7 @@ async def test_a_lock_on_one_payment_holds_up_only_its_own_write(
         assert row is not None
         rows.append(row)
     locked = rows[0]
-    store = PostgresStore(stack.services.engine, 8, 2.0, announce=False)
+    store = own_store(stack, timeout=2.0)
     now = now_utc()
 
     async def pay(row: dict[str, Any]) -> Written | MovedOn:
@@ -273,13 +280,7 @@ async def test_closing_sends_the_writes_already_queued(stack: Stack, database_ur
     is left waiting for a batch that will not come."""
     if not database_url.startswith("postgresql"):
         pytest.skip("writes are batched on PostgreSQL only")
-    settings = stack.services.settings
-    store = PostgresStore(
-        stack.services.engine,
-        settings.database_pool_size,
-        settings.database_timeout_seconds,
-        announce=False,
-    )
+    store = own_store(stack, stack.services.settings.database_timeout_seconds)
     now = now_utc()
     writes = [asyncio.create_task(store.write(Write(applied_row(now)))) for _ in range(20)]
     await asyncio.sleep(0)  # each has queued its statement
