@@ -130,7 +130,7 @@ class NicepayClient:
             amt=str(amt),
             merchantToken=tokens.reference_token(self.imid, reference_no, amt, self._key),
         )
-        return await self._call(INQUIRY_PATH, request, InquiryResponse)
+        return await self._call(INQUIRY_PATH, request, InquiryResponse, read=True)
 
     async def cancel(self, txid: str, reference_no: str, amt: int, reason: str) -> CancelResponse:
         request = CancelRequest(
@@ -144,18 +144,14 @@ class NicepayClient:
         )
         return await self._call(CANCEL_PATH, request, CancelResponse)
 
-    async def _call(self, path: str, request: WireModel, model: type[R]) -> R:
+    async def _call(
+        self, path: str, request: WireModel, model: type[R], *, read: bool = False
+    ) -> R:
         form = request.form()
         started = time.perf_counter()
         result_cd = "unavailable"
         try:
-            try:
-                async with asyncio.timeout(self._deadline):
-                    answer = await self._poster.post_form(path, form)
-            except TimeoutError as exc:
-                raise NicepayUnavailable(
-                    f"timed out ({type(exc).__name__})", timed_out=True
-                ) from exc
+            answer = await self._post(path, form, read)
             if answer.status >= 500:
                 raise NicepayUnavailable(f"HTTP {answer.status}")
             try:
@@ -171,3 +167,22 @@ class NicepayClient:
         finally:
             if self._observe is not None:
                 self._observe(path.rsplit("/", 1)[-1], time.perf_counter() - started, result_cd)
+
+    async def _post(self, path: str, form: dict[str, str], read: bool) -> Answer:
+        """The form posted within the deadline. A kept-alive connection that NICEPAY closed
+        while it sat idle fails as it is reused (the close arrives while this worker is busy);
+        a read (the status inquiry: it changes nothing) that lost its connection so is sent
+        once more, on another. Registration and cancel are not: NICEPAY may have acted on
+        the first; their callers answer "unavailable" and are asked again by whoever sent
+        them (the storefront, the operator)."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                try:
+                    return await self._poster.post_form(path, form)
+                except NicepayUnavailable as exc:
+                    if not read or exc.timed_out:
+                        raise
+                    log.info("NICEPAY %s: %s; asking again", path.rsplit("/", 1)[-1], exc.reason)
+                    return await self._poster.post_form(path, form)
+        except TimeoutError as exc:
+            raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
