@@ -170,11 +170,11 @@ class NicepayClient:
 
     async def _post(self, path: str, form: dict[str, str], read: bool) -> Answer:
         """The form posted within the deadline. A kept-alive connection that NICEPAY closed
-        while it sat idle fails as it is reused (the close arrives while this worker is busy);
-        a read (the status inquiry: it changes nothing) that lost its connection so is sent
-        once more, on another. Registration and cancel are not: NICEPAY may have acted on
-        the first; their callers answer "unavailable" and are asked again by whoever sent
-        them (the storefront, the operator)."""
+        while it sat idle can be handed out before its close is seen (this worker was busy)
+        and fails as it is used. A read (the status inquiry: it changes nothing) that failed
+        on its connection is sent once more, on another; registration and cancel are not
+        (NICEPAY may have acted on them): their callers answer "unavailable" and whoever sent
+        them (the storefront, the operator) asks again."""
         try:
             async with asyncio.timeout(self._deadline):
                 try:
