@@ -414,7 +414,9 @@ def _method(r: "Results") -> list[str]:
         "those trivial windows: the two span the same minute, so a ratio carries neither the "
         "host's drift over the run (this VM's speed moves by a third within minutes, and a "
         "whole run takes most of an hour) nor, mostly, its slow seconds. The per-window pairs "
-        "are listed under the throughput table.",
+        "are listed under the throughput table. The grown database's service runs side by side "
+        "with the empty one's (each with its own simulator): in each round their first-deposit "
+        "windows follow the same trivial window, taking turns going first.",
         f"- **Latency (open loop).** Request i is sent at t0 + i/rate over up to "
         f"{p.open_loop_connections} keep-alive connections, whatever the server does, and its "
         "latency is measured from that scheduled time (a slow server cannot hide its tail). Rates "

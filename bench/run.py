@@ -10,10 +10,10 @@ One run, in this order (each server a subprocess on CPU 0, everything else on CP
    database; a temp SQLite file);
 5. per engine, registration latency (service vs simulator; inquiry off) on the empty and the
    grown database in alternating rounds; then per engine and inquiry setting, the empty
-   database and then the grown one, a fresh simulator and service (`python -m app serve`)
-   each: duplicates (wrk over already-paid payments), the trivial endpoint
-   again (the yardstick for this configuration's ratios), first deposits (wrk over a pool
-   sized from the duplicate rate), and on the empty database the open-loop rates over fresh
+   and the grown database side by side, a fresh simulator and service (`python -m app serve`)
+   each: duplicates (wrk over already-paid payments), then rounds of the trivial endpoint
+   (the yardstick for the ratios) and the first deposits of each (wrk over a pool sized from
+   the duplicate rate; the two take turns), and on the empty database the open-loop rates over fresh
    payments and a py-spy profile (SQLite's grown database: inquiry off only); on PostgreSQL then the service's memory over 100,000 first
    deposits on the grown database (bench/memory.py);
 6. with --before-ref REF: the service at that commit (bench/before_ref.py), inquiry off,
@@ -223,6 +223,18 @@ class Results:
         return sum(shares) / len(shares) if shares else 0.0
 
 
+@dataclass
+class _Side:
+    """One configuration's service in a measurement: its simulator, database and pushes."""
+
+    config: Config
+    service: procs.Server
+    simulator: procs.Server
+    url: str
+    bodies: list[str] = field(default_factory=list)  # first deposits, each pushed once
+    seconds: float = 0.0  # the length of each first-deposit window
+
+
 class Bench:
     def __init__(self, plan: Plan, results: Results, work: Path) -> None:
         self.plan, self.results, self.work = plan, results, work
@@ -395,25 +407,19 @@ class Bench:
                 self.results.baseline_open_loop.append(window)
                 _show(window)
 
-    async def alternating(
-        self,
-        config: Config,
-        service: procs.Server,
-        simulator: procs.Server,
-        url: str,
-        bodies: list[str],
-        seconds: float,
-    ) -> None:
-        """First deposits in `plan.rounds` windows of `seconds`, each right after a window on
-        the trivial endpoint (its own server on the same core, idle meanwhile). The two sets
-        of windows span the same stretch of time, so their ratio does not carry the host's
-        drift over a run, and a slow second on the host falls on both about as often."""
+    async def alternating(self, sides: list["_Side"], seconds: float) -> None:
+        """First deposits in `plan.rounds` windows of `seconds` per configuration, each round
+        right after a window on the trivial endpoint (its own server on the same core, idle
+        meanwhile). The windows span the same stretch of time, so neither a ratio against the
+        trivial endpoint nor one between configurations measured together (the empty and the
+        grown database) carries the host's drift over a run, and a slow second on the host
+        falls on each about as often; the configurations take turns going first."""
         port = procs.free_port()
         argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
         sample, rounds = _sample_pushes(500), self.plan.rounds
-        chunk, simulator_cpu = len(bodies) // rounds, 0.0
+        simulator_cpu = [0.0] * len(sides)
         async with procs.server(
-            f"trivial-{config.slug}", argv, port=port, cpu=procs.SERVER_CPU,
+            f"trivial-{sides[0].config.slug}", argv, port=port, cpu=procs.SERVER_CPU,
             env=procs.python_env(), logs=self.logs,
         ) as srv:  # fmt: skip
             await self.closed("warm-up", srv, "/trivial", sample, self.plan.warmup_seconds, None)
@@ -421,17 +427,22 @@ class Bench:
                 trivial = await self.closed(
                     "trivial endpoint, next to it", srv, "/trivial", sample, seconds, None
                 )
-                meter = procs.Meter(simulator.pid)
-                deposits = await self.closed(
-                    "first deposits", service, NOTIFY_PATH,
-                    bodies[i * chunk : (i + 1) * chunk], seconds, url,
-                )  # fmt: skip
-                simulator_cpu += meter.stop()[0] * deposits.seconds
-                config.rounds.append((trivial, deposits))
-        config.trivial = _merged([t for t, _ in config.rounds])
-        config.first_deposits = _merged([d for _, d in config.rounds])
-        config.simulator_cpu = simulator_cpu / config.first_deposits.seconds
-        _show(config.trivial)
+                turns = list(enumerate(sides))
+                for k, side in turns[:: -1 if i % 2 else 1]:
+                    chunk = len(side.bodies) // rounds
+                    meter = procs.Meter(side.simulator.pid)
+                    deposits = await self.closed(
+                        "first deposits", side.service, NOTIFY_PATH,
+                        side.bodies[i * chunk : (i + 1) * chunk], seconds, side.url,
+                    )  # fmt: skip
+                    simulator_cpu[k] += meter.stop()[0] * deposits.seconds
+                    side.config.rounds.append((trivial, deposits))
+        for side, cpu in zip(sides, simulator_cpu, strict=True):
+            config = side.config
+            config.trivial = _merged([t for t, _ in config.rounds])
+            config.first_deposits = _merged([d for _, d in config.rounds])
+            config.simulator_cpu = cpu / config.first_deposits.seconds
+        _show(sides[0].config.trivial)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def serving(
@@ -524,79 +535,100 @@ class Bench:
         database: str,
         inquiry: bool,
         *,
-        grown: bool = False,
+        grown_url: str | None = None,
         before: "before_ref.Before | None" = None,
         open_loop: bool = True,
-    ) -> Config:
+    ) -> None:
         """One service (this tree's, or the --before-ref tree's) on one database and one
         inquiry setting: duplicates, first deposits, open loop, profile; for the --before-ref
-        tree registration latency first (this tree's: `registrations`)."""
-        config = Config(database, inquiry, grown, before.label if before else "")
-        self.results.configs.append(config)
-        print(f"bench: {config.name}", flush=True)
-        plan, tag = self.plan, f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
-        async with self.serving(url, inquiry, config.slug, before) as (simulator, service):
-            port, sim_port = service.port, simulator.port
-            if before:
-                latency = await self.registration_latency(
-                    database, service, sim_port, f"{tag}r", self.plan.registration_samples
+        tree registration latency first (this tree's: `registrations`). With `grown_url`, the
+        same setting on the grown database as well, its own simulator and service up side by
+        side: its duplicates, then the first-deposit windows of the two taking turns (so the
+        grown-over-empty ratio does not span the host's drift); no open loop or profile there."""
+        configs = {url: Config(database, inquiry, False, before.label if before else "")}
+        if grown_url:
+            configs[grown_url] = Config(database, inquiry, True)
+        self.results.configs += configs.values()
+        tag = f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
+        async with contextlib.AsyncExitStack() as stack:
+            sides = []
+            for n, (at, config) in enumerate(configs.items()):
+                print(f"bench: {config.name}", flush=True)
+                simulator, service = await stack.enter_async_context(
+                    self.serving(at, inquiry, config.slug, before)
                 )
-                latency.version = config.version
-                self.results.registration.append(latency)
-
-            async def pool(label: str, count: int) -> list[str]:
-                payments = await pushes.register_pool(port, f"{tag}{label}", count)
-                if inquiry:
-                    await pushes.settle_in_simulator(sim_port, payments)
-                return [pushes.deposit_form(p) for p in payments]
-
-            warm = await pool("w", plan.warm_payments)
-            # Every warm payment paid once, so the duplicates window holds duplicates only.
-            await fan_out(port, [("POST", NOTIFY_PATH, b.encode(), PUSH_HEADERS) for b in warm], 16)
-            await self.closed("warm-up", service, NOTIFY_PATH, warm, plan.warmup_seconds, url)
-            config.duplicates = await self.closed(
-                "duplicate deposits (already paid)",
-                service,
-                NOTIFY_PATH,
-                warm,
-                plan.throughput_seconds,
-                url,
-            )
-            _show(config.duplicates)
-            # A first deposit can be cheaper than a duplicate (one statement against three
-            # with the inquiry off): size for twice the duplicate rate, so the pool lasts;
-            # `rounds` windows of about half the throughput window (wrk runs whole seconds),
-            # shortened if the pool is capped.
-            guess, rounds = max(2 * config.duplicates.rps, 50.0), plan.rounds
-            seconds = max(1, round(plan.throughput_seconds / 2))
-            size = min(plan.pool_cap, max(200, int(guess * seconds * rounds * 1.5)))
-            seconds = max(1, min(seconds, int(size / (guess * 1.5 * rounds) + 1e-9)))
-            fresh = await pool("t", size)
-            await self.alternating(config, service, simulator, url, fresh, seconds)
+                if before:
+                    latency = await self.registration_latency(
+                        database, service, simulator.port, f"{tag}r", self.plan.registration_samples
+                    )
+                    latency.version = config.version
+                    self.results.registration.append(latency)
+                sides.append(
+                    await self._duplicates(_Side(config, service, simulator, at), f"{tag}{n}")
+                )
+            await self.alternating(sides, min(side.seconds for side in sides))
+            for side in sides:
+                _show(side.config.first_deposits)  # type: ignore[arg-type]
+            empty = sides[0]
+            config, service = empty.config, empty.service
             assert config.first_deposits is not None
-            _show(config.first_deposits)
             capacity = config.first_deposits.rps
-            for rate in plan.rates if open_loop else ():
+            for rate in self.plan.rates if open_loop else ():
                 over = rate > capacity
-                n = int(rate * (plan.overload_seconds if over else plan.open_loop_seconds))
+                n = int(
+                    rate * (self.plan.overload_seconds if over else self.plan.open_loop_seconds)
+                )
                 if over:  # bounded so the backlog drains in a few seconds
-                    n = min(n, int(max(capacity, 20.0) * plan.overload_seconds * 2.5))
-                bodies = await pool(f"o{rate}-", n)
+                    n = min(n, int(max(capacity, 20.0) * self.plan.overload_seconds * 2.5))
+                bodies = await self._pool(empty, f"{tag}o{rate}-", n)
                 window = await self.opened(
                     f"first deposits at {rate}/s", service, NOTIFY_PATH, bodies, rate, url, over
                 )
                 config.open_loop.append(window)
                 _show(window)
-            if self.results.py_spy and not before and not grown:
-                await self.profile(
-                    config,
-                    service,
-                    url,
-                    await pool(
-                        "p", min(plan.pool_cap, int(capacity * plan.profile_seconds * 1.5) + 100)
-                    ),
+            if self.results.py_spy and not before:
+                count = min(
+                    self.plan.pool_cap, int(capacity * self.plan.profile_seconds * 1.5) + 100
                 )
-        return config
+                await self.profile(config, service, url, await self._pool(empty, f"{tag}p", count))
+
+    async def _pool(self, side: "_Side", prefix: str, count: int) -> list[str]:
+        """`count` payments registered through the side's service: their deposit pushes (with the
+        inquiry on, each settled in the simulator first, so the inquiry says paid)."""
+        payments = await pushes.register_pool(side.service.port, prefix, count)
+        if side.config.inquiry:
+            await pushes.settle_in_simulator(side.simulator.port, payments)
+        return [pushes.deposit_form(p) for p in payments]
+
+    async def _duplicates(self, side: "_Side", tag: str) -> "_Side":
+        """The warm-up and the duplicates window; then the side's pool of fresh payments for the
+        first deposits and the length of their windows."""
+        plan, config, service = self.plan, side.config, side.service
+        warm = await self._pool(side, f"{tag}w", plan.warm_payments)
+        # Every warm payment paid once, so the duplicates window holds duplicates only.
+        await fan_out(
+            service.port, [("POST", NOTIFY_PATH, b.encode(), PUSH_HEADERS) for b in warm], 16
+        )
+        await self.closed("warm-up", service, NOTIFY_PATH, warm, plan.warmup_seconds, side.url)
+        config.duplicates = await self.closed(
+            "duplicate deposits (already paid)",
+            service,
+            NOTIFY_PATH,
+            warm,
+            plan.throughput_seconds,
+            side.url,
+        )
+        _show(config.duplicates)
+        # A first deposit can be cheaper than a duplicate (one statement against three
+        # with the inquiry off): size for twice the duplicate rate, so the pool lasts;
+        # `rounds` windows of about half the throughput window (wrk runs whole seconds),
+        # shortened if the pool is capped.
+        guess, rounds = max(2 * config.duplicates.rps, 50.0), plan.rounds
+        seconds = max(1, round(plan.throughput_seconds / 2))
+        size = min(plan.pool_cap, max(200, int(guess * seconds * rounds * 1.5)))
+        side.seconds = max(1, min(seconds, int(size / (guess * 1.5 * rounds) + 1e-9)))
+        side.bodies = await self._pool(side, f"{tag}t", size)
+        return side
 
     async def client_transports(self) -> None:
         """CPU per status inquiry: httpx's own transport against the service's, same process
@@ -888,8 +920,8 @@ async def run(args: argparse.Namespace) -> Results:
         work = Path(tmp)
         bench = Bench(plan, results, work)
         try:
-            # The grown database is measured next to the empty one, setting by setting, so
-            # the two are minutes apart rather than half an hour.
+            # The grown database is measured side by side with the empty one, setting by
+            # setting: their first-deposit windows take turns.
             async with procs.postgres_database() as pg_url, procs.postgres_database() as grown_url:
                 for url in (pg_url, grown_url):
                     await asyncio.to_thread(procs.migrate, url, bench.logs)
@@ -899,10 +931,7 @@ async def run(args: argparse.Namespace) -> Results:
                 await bench.grown(grown_url, "PostgreSQL")
                 await bench.registrations("PostgreSQL", pg_url, grown_url)
                 for inquiry in (False, True):
-                    await bench.config(pg_url, "PostgreSQL", inquiry)
-                    await bench.config(
-                        grown_url, "PostgreSQL", inquiry, grown=True, open_loop=False
-                    )
+                    await bench.config(pg_url, "PostgreSQL", inquiry, grown_url=grown_url)
                 await bench.memory(grown_url, "PostgreSQL")
             (work / "grown").mkdir()
             with (
@@ -914,8 +943,7 @@ async def run(args: argparse.Namespace) -> Results:
                 await bench.count_round_trips(sqlite_url, "SQLite")
                 await bench.grown(grown_sqlite, "SQLite")
                 await bench.registrations("SQLite", sqlite_url, grown_sqlite)
-                await bench.config(sqlite_url, "SQLite", False)
-                await bench.config(grown_sqlite, "SQLite", False, grown=True, open_loop=False)
+                await bench.config(sqlite_url, "SQLite", False, grown_url=grown_sqlite)
                 await bench.config(sqlite_url, "SQLite", True)
             if args.before_ref:
                 before = await asyncio.to_thread(before_ref.prepare, args.before_ref)

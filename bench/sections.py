@@ -90,9 +90,9 @@ def target_rows(r: "Results") -> list[str]:
         assert e and g
         rows.append(
             f"| grown database, {database}, inquiry {'on' if inquiry else 'off'}: first-deposit "
-            f"throughput within {GROWN_TOLERANCE:.0%} of the empty database (each over the "
-            f"trivial endpoint measured next to it) | {ratio:.2f} (req/s {g.rps:,.0f} / "
-            f"{e.rps:,.0f} = {g.rps / e.rps:.2f}) | {_mark(ratio >= 1 - GROWN_TOLERANCE)} |"
+            f"throughput within {GROWN_TOLERANCE:.0%} of the empty database (the two in windows "
+            f"taking turns) | {ratio:.2f} (req/s {g.rps:,.0f} / {e.rps:,.0f}) "
+            f"| {_mark(ratio >= 1 - GROWN_TOLERANCE)} |"
         )
     for database in ("PostgreSQL", "SQLite"):
         empty_reg, grown_reg = registration(r, database), registration(r, database, grown=True)
@@ -221,7 +221,9 @@ def grown_section(r: "Results") -> list[str]:
         "FROM generate_series`; SQLite: `executemany` in transactions of 50,000 rows), then "
         "`ANALYZE`. The first payments are pending (the memory run pushes them), the rest paid, "
         "each with ledger rows. The grown rows in the throughput and registration tables ran "
-        "on it (registration, duplicates, first deposits; no open loop).",
+        "on it (registration, duplicates, first deposits; no open loop), its service up side by "
+        "side with the empty database's: their first-deposit windows take turns after the same "
+        "trivial-endpoint window, so the grown-over-empty ratio does not span the host's drift.",
         "",
         "| database | payments | ledger rows | pending | load s | hot queries index-backed |",
         "|---|---|---|---|---|---|",
