@@ -163,7 +163,7 @@ def _lines(r: "Results") -> list[str]:
     if on and on.first_deposits:
         bounds.append(_inquiry_bound(r, on))
     if bounds:
-        lines += ["", "### What bounds the figures that miss", "", *bounds]
+        lines += ["", "### What bounds the default path, and any figure that misses", "", *bounds]
     lines += _levers(r)
     lines += _machine(r) + _method(r) + _tables(r) + sections.client_section(r)
     lines += sections.before_section(r) + sections.grown_section(r)
