@@ -407,7 +407,7 @@ class Bench:
                 self.results.baseline_open_loop.append(window)
                 _show(window)
 
-    async def alternating(self, sides: list["_Side"], seconds: float) -> None:
+    async def alternating(self, sides: list[_Side], seconds: float) -> None:
         """First deposits in `plan.rounds` windows of `seconds` per configuration, each round
         right after a window on the trivial endpoint (its own server on the same core, idle
         meanwhile). The windows span the same stretch of time, so neither a ratio against the
@@ -417,7 +417,7 @@ class Bench:
         port = procs.free_port()
         argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
         sample, rounds = _sample_pushes(500), self.plan.rounds
-        simulator_cpu = [0.0] * len(sides)
+        simulator_cpu, trivials = [0.0] * len(sides), []
         async with procs.server(
             f"trivial-{sides[0].config.slug}", argv, port=port, cpu=procs.SERVER_CPU,
             env=procs.python_env(), logs=self.logs,
@@ -427,6 +427,7 @@ class Bench:
                 trivial = await self.closed(
                     "trivial endpoint, next to it", srv, "/trivial", sample, seconds, None
                 )
+                trivials.append(trivial)
                 turns = list(enumerate(sides))
                 for k, side in turns[:: -1 if i % 2 else 1]:
                     chunk = len(side.bodies) // rounds
@@ -437,12 +438,14 @@ class Bench:
                     )  # fmt: skip
                     simulator_cpu[k] += meter.stop()[0] * deposits.seconds
                     side.config.rounds.append((trivial, deposits))
+        merged = _merged(trivials)
+        _show(merged)
         for side, cpu in zip(sides, simulator_cpu, strict=True):
             config = side.config
-            config.trivial = _merged([t for t, _ in config.rounds])
+            config.trivial = merged
             config.first_deposits = _merged([d for _, d in config.rounds])
             config.simulator_cpu = cpu / config.first_deposits.seconds
-        _show(sides[0].config.trivial)  # type: ignore[arg-type]
+            _show(config.first_deposits)
 
     @contextlib.asynccontextmanager
     async def serving(
@@ -537,11 +540,11 @@ class Bench:
         *,
         grown_url: str | None = None,
         before: "before_ref.Before | None" = None,
-        open_loop: bool = True,
     ) -> None:
         """One service (this tree's, or the --before-ref tree's) on one database and one
         inquiry setting: duplicates, first deposits, open loop, profile; for the --before-ref
-        tree registration latency first (this tree's: `registrations`). With `grown_url`, the
+        tree registration latency first and no open loop (this tree's registration latency:
+        `registrations`). With `grown_url`, the
         same setting on the grown database as well, its own simulator and service up side by
         side: its duplicates, then the first-deposit windows of the two taking turns (so the
         grown-over-empty ratio does not span the host's drift); no open loop or profile there."""
@@ -552,7 +555,7 @@ class Bench:
         tag = f"{database[:2]}{'i' if inquiry else 'n'}{int(time.time()) % 100000}"
         async with contextlib.AsyncExitStack() as stack:
             sides = []
-            for n, (at, config) in enumerate(configs.items()):
+            for i, (at, config) in enumerate(configs.items()):
                 print(f"bench: {config.name}", flush=True)
                 simulator, service = await stack.enter_async_context(
                     self.serving(at, inquiry, config.slug, before)
@@ -563,17 +566,14 @@ class Bench:
                     )
                     latency.version = config.version
                     self.results.registration.append(latency)
-                sides.append(
-                    await self._duplicates(_Side(config, service, simulator, at), f"{tag}{n}")
-                )
+                sides.append(_Side(config, service, simulator, at))
+                await self._duplicates(sides[-1], f"{tag}{i}")
             await self.alternating(sides, min(side.seconds for side in sides))
-            for side in sides:
-                _show(side.config.first_deposits)  # type: ignore[arg-type]
             empty = sides[0]
             config, service = empty.config, empty.service
             assert config.first_deposits is not None
             capacity = config.first_deposits.rps
-            for rate in self.plan.rates if open_loop else ():
+            for rate in () if before else self.plan.rates:
                 over = rate > capacity
                 n = int(
                     rate * (self.plan.overload_seconds if over else self.plan.open_loop_seconds)
@@ -592,7 +592,7 @@ class Bench:
                 )
                 await self.profile(config, service, url, await self._pool(empty, f"{tag}p", count))
 
-    async def _pool(self, side: "_Side", prefix: str, count: int) -> list[str]:
+    async def _pool(self, side: _Side, prefix: str, count: int) -> list[str]:
         """`count` payments registered through the side's service: their deposit pushes (with the
         inquiry on, each settled in the simulator first, so the inquiry says paid)."""
         payments = await pushes.register_pool(side.service.port, prefix, count)
@@ -600,7 +600,7 @@ class Bench:
             await pushes.settle_in_simulator(side.simulator.port, payments)
         return [pushes.deposit_form(p) for p in payments]
 
-    async def _duplicates(self, side: "_Side", tag: str) -> "_Side":
+    async def _duplicates(self, side: _Side, tag: str) -> None:
         """The warm-up and the duplicates window; then the side's pool of fresh payments for the
         first deposits and the length of their windows."""
         plan, config, service = self.plan, side.config, side.service
@@ -628,7 +628,6 @@ class Bench:
         size = min(plan.pool_cap, max(200, int(guess * seconds * rounds * 1.5)))
         side.seconds = max(1, min(seconds, int(size / (guess * 1.5 * rounds) + 1e-9)))
         side.bodies = await self._pool(side, f"{tag}t", size)
-        return side
 
     async def client_transports(self) -> None:
         """CPU per status inquiry: httpx's own transport against the service's, same process
@@ -952,13 +951,13 @@ async def run(args: argparse.Namespace) -> Results:
                     await asyncio.to_thread(
                         procs.migrate, old_pg, bench.logs, before.root, before.python
                     )
-                    await bench.config(old_pg, "PostgreSQL", False, before=before, open_loop=False)
+                    await bench.config(old_pg, "PostgreSQL", False, before=before)
                 (work / "before").mkdir()
                 with procs.sqlite_database(work / "before") as old_lite:
                     await asyncio.to_thread(
                         procs.migrate, old_lite, bench.logs, before.root, before.python
                     )
-                    await bench.config(old_lite, "SQLite", False, before=before, open_loop=False)
+                    await bench.config(old_lite, "SQLite", False, before=before)
         except BaseException:
             _keep_logs(bench.logs)
             raise
