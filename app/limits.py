@@ -7,8 +7,6 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import Settings
-
 log = logging.getLogger("app.http")
 
 
@@ -17,17 +15,14 @@ class RequestLimits:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        settings: Settings = scope["app"].state.settings
-        limit = settings.http_max_query_bytes
-        if len(scope["query_string"]) > limit:
-            # Before any route runs: a push's query string is never parsed, stored or logged.
-            body = {"error": "query_too_long", "detail": f"query string over {limit} bytes"}
-            await JSONResponse(body, status_code=414)(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            limit: int = scope["app"].state.settings.http_max_query_bytes
+            if len(scope["query_string"]) > limit:
+                # Before any route runs: a push's query string is never parsed, stored or logged.
+                body = {"error": "query_too_long", "detail": f"query string over {limit} bytes"}
+                await JSONResponse(body, status_code=414)(scope, receive, send)
+                return
         try:
             await self.app(scope, receive, send)
-        except ClientDisconnect:
+        except ClientDisconnect:  # only an HTTP request's body can be cut short
             log.info("client went away before its request was whole; nothing was done")
