@@ -12,57 +12,52 @@ instead of waiting.
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import Base
 from app.models import InquiryRate
 
-RATE = Base.metadata.tables[InquiryRate.__tablename__]
 KEEP_SECONDS = 3600  # rows older than this are deleted now and then
 
 
+@dataclass(eq=False)
 class InquiryCap:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        per_second: int,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.engine = engine
-        self.per_second = per_second
-        self.clock = clock
-        self.sleep = sleep
-        self.taken: dict[int, int] = {}  # by this replica, per second (the bench reads it)
+    engine: AsyncEngine
+    per_second: int
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # Tokens taken by this replica, per second (the bench reads it).
+    taken: Counter[int] = field(default_factory=Counter, init=False)
 
     async def take(self) -> int:
         """Wait for one inquiry's token; returns the second it was spent in."""
         while True:
             second = int(self.clock())
             if self.per_second <= 0 or await self._spend(second):
-                self.taken[second] = self.taken.get(second, 0) + 1
+                self.taken[second] += 1
                 return second
             await self.sleep(max(second + 1 - self.clock(), 0.001))
 
     async def _spend(self, second: int) -> bool:
-        row = RATE.c
         bump = (
-            update(RATE)
-            .where(row.second == second, row.used < self.per_second)
-            .values(used=row.used + 1)
+            update(InquiryRate)
+            .where(InquiryRate.second == second, InquiryRate.used < self.per_second)
+            .values(used=InquiryRate.used + 1)
         )
         if await self._bump(bump):
             return True
         try:
             async with self.engine.begin() as connection:
-                await connection.execute(insert(RATE).values(second=second, used=1))
-                await connection.execute(delete(RATE).where(row.second < second - KEEP_SECONDS))
+                await connection.execute(insert(InquiryRate).values(second=second, used=1))
+                expired = InquiryRate.second < second - KEEP_SECONDS
+                await connection.execute(delete(InquiryRate).where(expired))
             return True
         except IntegrityError:  # another replica made the row first: spend from it
             return await self._bump(bump)
