@@ -70,5 +70,4 @@ class Schedule:
         return EXPIRY if now >= expires_at + self.expiry_margin else SCHEDULE
 
     def first(self, registered_at: datetime, expires_at: datetime) -> datetime | None:
-        slots = self.slots(registered_at, expires_at)
-        return slots[0].at if slots else None
+        return next((slot.at for slot in self.slots(registered_at, expires_at)), None)
