@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import InitVar, asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,8 +58,6 @@ LEASE = timedelta(minutes=10)
 # An inquiry that failed (NICEPAY unreachable or refusing) is asked again this much later,
 # without spending the budget.
 FAILED_RETRY = timedelta(minutes=5)
-# The reasons NICEPAY is asked (the `reason` label of nicepay_inquiries_total).
-PUSH_CONFIRMATION, REFRESH = "push_confirmation", "refresh"
 # Inquiries in flight at once per sweeper: enough to get through a backlog, gentle on NICEPAY.
 CONCURRENCY = 4
 # A safety stop for the claim loop; each round claims up to RECONCILE_BATCH_SIZE payments.
@@ -81,11 +79,10 @@ class SweepReport:
     failed: int = 0  # the inquiry failed (unreachable or refused): retried on a later sweep
 
     def count(self, outcome: str) -> None:
+        """One candidate looked at, and where it landed."""
+        self.checked += 1
         setattr(self, outcome, getattr(self, outcome) + 1)
         metrics.RECONCILE.labels(outcome).inc()
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -105,23 +102,19 @@ def due_checks(now: datetime) -> Any:
     )
 
 
+@dataclass(eq=False)
 class Reconciler:
     """Sweeps: candidates are read with the ORM, every change is written by the store."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: PaymentStore,
-        nicepay: NicepayClient,
-        sessions: async_sessionmaker[AsyncSession],
-        engine: AsyncEngine,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.nicepay = nicepay
-        self.sessions = sessions
-        self.schedule = settings.check_schedule
-        self.cap = InquiryCap(engine, settings.reconcile_max_inquiries_per_second)
+    settings: Settings
+    store: PaymentStore
+    nicepay: NicepayClient
+    sessions: async_sessionmaker[AsyncSession]
+    engine: InitVar[AsyncEngine]
+
+    def __post_init__(self, engine: AsyncEngine) -> None:
+        self.schedule = self.settings.check_schedule
+        self.cap = InquiryCap(engine, self.settings.reconcile_max_inquiries_per_second)
 
     async def sweep(self, *, now: datetime | None = None) -> SweepReport:
         """One reconciliation pass; safe to run on several replicas at once."""
@@ -137,7 +130,7 @@ class Reconciler:
             await self._check_pending(report, now)
             metrics.RECONCILE_LAST_SWEEP.set_to_current_time()
             level = logging.INFO if report.checked else logging.DEBUG
-            summary = report.as_dict()
+            summary = asdict(report)
             log.log(level, "reconcile sweep: %s", json.dumps(summary), extra=summary)
         finally:
             request_id.reset(token)
@@ -153,7 +146,8 @@ class Reconciler:
                 log.exception("reconcile sweep crashed; next attempt in %s s", interval)
             await asyncio.sleep(interval)
 
-    async def _ids(self, query: Any) -> list[Any]:
+    async def _batch(self, query: Any) -> list[Any]:
+        """The first RECONCILE_BATCH_SIZE results of `query`."""
         async with self.sessions() as session:
             return list(await session.scalars(query.limit(self.settings.reconcile_batch_size)))
 
@@ -163,24 +157,19 @@ class Reconciler:
         """Every unresolved `awaiting_confirmation` ledger row, oldest first, once a sweep."""
         after = 0
         while True:
-            async with self.sessions() as session:
-                rows = list(
-                    await session.scalars(
-                        select(Notification)
-                        .where(
-                            Notification.outcome == Outcome.AWAITING_CONFIRMATION,
-                            Notification.resolved_at.is_(None),
-                            Notification.id > after,
-                        )
-                        .order_by(Notification.id)
-                        .limit(self.settings.reconcile_batch_size)
-                    )
+            rows = await self._batch(
+                select(Notification)
+                .where(
+                    Notification.outcome == Outcome.AWAITING_CONFIRMATION,
+                    Notification.resolved_at.is_(None),
+                    Notification.id > after,
                 )
+                .order_by(Notification.id)
+            )
             if not rows:
                 return
             after = rows[-1].id
             for row in rows:
-                report.checked += 1
                 try:
                     outcome = await self._confirm(row, now)
                 except StoreUnavailable:  # the row stays unresolved: the next sweep retries
@@ -196,19 +185,19 @@ class Reconciler:
         target = S.PAID if deposit else S.REVERSED
         # Nothing to confirm, or applied meanwhile (a later copy, another sweeper).
         if payment is None or payment["txid"] is None or payment["status"] == target:
-            return await self._resolve(row, now, "left")
+            return await self._resolve(row, now)
         if payment["status"] not in TRANSITIONS[target]:
             kind = "deposit" if deposit else "reversal"
             reason = f"{kind} for a payment that is {payment['status']}"
-            return await self._resolve(row, now, "quarantined", (payment, reason))
+            return await self._resolve(row, now, (payment, reason))
 
         await self.cap.take()
-        inquiry = await self._inquire(payment, PUSH_CONFIRMATION)
+        inquiry = await self._inquire(payment, "push_confirmation")
         if inquiry is None:
             return "failed"
         agrees, why = inquiry_agrees(deposit, payment["amount"], inquiry.status, inquiry.amt)
         if not agrees:
-            return await self._resolve(row, now, "quarantined", (payment, why))
+            return await self._resolve(row, now, (payment, why))
 
         late = deposit and payment["status"] == S.EXPIRED
         written = await self.store.transition(
@@ -221,43 +210,40 @@ class Reconciler:
             notification_id=row.id,
         )
         if written is not None:
-            await self._resolve(row, now, "confirmed")
+            await self._resolve(row, now)
             return "confirmed"
         current = await self.store.payment_by_id(payment["id"])
         assert current is not None
         if current["status"] == target:  # another sweeper (or a copy) applied it
-            return await self._resolve(row, now, "left")
+            return await self._resolve(row, now)
         reason = f"confirmed by NICEPAY, but the payment became {current['status']}"
-        return await self._resolve(row, now, "quarantined", (current, reason))
+        return await self._resolve(row, now, (current, reason))
 
     async def _resolve(
-        self,
-        row: Notification,
-        now: datetime,
-        outcome: str,
-        quarantine: tuple[Row, str] | None = None,
+        self, row: Notification, now: datetime, quarantine: tuple[Row, str] | None = None
     ) -> str:
-        """Mark the row resolved (once), with a `quarantined` event when NICEPAY disagreed."""
+        """Mark the row resolved (once), with a `quarantined` event on (payment, reason) when
+        NICEPAY disagreed. "quarantined" if so, else "left" (as when another sweeper resolved
+        the row first)."""
         event = None
         if quarantine is not None:
-            payment, reason = quarantine
-            event = (payment, reason, SOURCE, now)
+            event = (*quarantine, SOURCE, now)
             log.warning(
                 "notification awaiting confirmation quarantined: %s",
-                reason,
+                quarantine[1],
                 extra={"notification_id": row.id},
             )
         written = await self.store.record(
             quarantine=event, resolve=(row.id, now), notification_id=row.id
         )
-        return outcome if written is not None else "left"  # another sweeper resolved it
+        return "quarantined" if quarantine and written is not None else "left"
 
     # --- 2. registrations that never got a code ------------------------------------------
 
     async def _abandon_registrations(self, report: SweepReport, now: datetime) -> None:
         # A registration call still in flight may yet succeed: leave it until it surely ended.
         in_flight = self.settings.registration_surely_over
-        ids = await self._ids(
+        ids = await self._batch(
             select(Payment.id).where(
                 Payment.status == S.REGISTERING,
                 Payment.expires_at <= now,
@@ -268,23 +254,21 @@ class Reconciler:
             )
         )
         for payment_id in ids:
-            report.checked += 1
             payment = await self.store.payment_by_id(payment_id)
-            written = None
-            if payment is not None:
-                written = await self.store.transition(
-                    payment,
-                    S.FAILED,
-                    SOURCE,
-                    now,
-                    detail={"reason": "no payment code was issued before the expiry"},
-                    values={"registration_attempted_at": None},
-                    match={
-                        "id": payment_id,
-                        "status": S.REGISTERING,
-                        "registration_attempted_at": payment["registration_attempted_at"],
-                    },
-                )
+            assert payment is not None  # payments are never deleted
+            written = await self.store.transition(
+                payment,
+                S.FAILED,
+                SOURCE,
+                now,
+                detail={"reason": "no payment code was issued before the expiry"},
+                values={"registration_attempted_at": None},
+                match={
+                    "id": payment_id,
+                    "status": S.REGISTERING,
+                    "registration_attempted_at": payment["registration_attempted_at"],
+                },
+            )
             report.count("abandoned" if written is not None else "left")
 
     # --- 3. pending payments -------------------------------------------------------------
@@ -299,39 +283,42 @@ class Reconciler:
 
         async def one(payment_id: int) -> bool:
             async with gate:
-                return await self._check(payment_id, report, now, in_order)
+                async with in_order:
+                    payment = await self._claim(payment_id, now)
+                    if payment is None:
+                        return False
+                    await self.cap.take()
+                report.count(await self._check(payment, now))
+                return True
 
         for _ in range(MAX_ROUNDS):
-            ids = await self._ids(due_checks(now))
+            ids = await self._batch(due_checks(now))
             # A TaskGroup, not gather: if one check crashes, its siblings stop with it.
             async with asyncio.TaskGroup() as group:
                 checks = [group.create_task(one(payment_id)) for payment_id in ids]
             if not any(check.result() for check in checks):  # none due, or all taken by others
                 return
 
-    async def _check(
-        self, payment_id: int, report: SweepReport, now: datetime, in_order: asyncio.Lock
-    ) -> bool:
-        async with in_order:
-            payment = await self._claim(payment_id, now)
-            if payment is None:
-                return False
-            await self.cap.take()
-        report.checked += 1
-        reason = self.schedule.reason_at(payment["expires_at"], now)
-        inquiry = await self._inquire(payment, reason)
+    async def _check(self, payment: Row, now: datetime) -> str:
+        """Ask NICEPAY about a claimed payment and write the answer with the sweep's
+        bookkeeping: counted, and the next check of the budget."""
+        inquiry = await self._inquire(payment, self.schedule.reason_at(payment["expires_at"], now))
         try:
-            if inquiry is None:
-                outcome = "failed"
-                retry = {"next_check_at": now + FAILED_RETRY}  # not counted: asked again
+            if inquiry is None:  # not counted: asked again
+                retry = {"next_check_at": now + FAILED_RETRY}
                 await self.store.update(payment, ("status", "next_check_at"), retry)
-            else:
-                outcome = await self._apply(payment, inquiry, now, self._spent(payment, now))
+                return "failed"
+            following = self.schedule.next_after(payment["created_at"], payment["expires_at"], now)
+            spent = {
+                "sweep_inquiries": payment["sweep_inquiries"] + 1,
+                "next_check_at": following.at if following else None,
+            }
+            return await self._apply(payment, inquiry, now, spent)
         except StoreUnavailable:  # the lease stands: the payment is retried when it ends
-            log.exception("could not record the inquiry's answer", extra={"payment_id": payment_id})
-            outcome = "failed"
-        report.count(outcome)
-        return True
+            log.exception(
+                "could not record the inquiry's answer", extra={"payment_id": payment["id"]}
+            )
+            return "failed"
 
     async def _claim(self, payment_id: int, now: datetime) -> Row | None:
         """Take the payment for this check: exactly one sweeper's compare-and-set matches.
@@ -347,31 +334,15 @@ class Reconciler:
             return None
         return {**payment, **lease} if payment["txid"] else None
 
-    def _spent(self, payment: Row, now: datetime) -> dict[str, Any]:
-        """The bookkeeping of one sweep inquiry: counted, and the next check of the budget."""
-        following = self.schedule.next_after(payment["created_at"], payment["expires_at"], now)
-        return {
-            "sweep_inquiries": payment["sweep_inquiries"] + 1,
-            "next_check_at": following.at if following else None,
-        }
-
     async def _inquire(self, payment: Row, reason: str) -> InquiryResponse | None:
         """NICEPAY's answer, or None (logged) when there is none to act on."""
+        extra = {"reference_no": payment["reference_no"]}
         try:
             return await self._ask(payment, reason)
         except NicepayUnavailable as exc:
-            log.warning(
-                "status inquiry unreachable (%s); will retry",
-                exc.reason,
-                extra={"reference_no": payment["reference_no"]},
-            )
+            log.warning("status inquiry unreachable (%s); will retry", exc.reason, extra=extra)
         except NicepayError as exc:
-            log.error(
-                "status inquiry refused: %s %s",
-                exc.result_cd,
-                exc.result_msg,
-                extra={"reference_no": payment["reference_no"]},
-            )
+            log.error("status inquiry refused: %s %s", exc.result_cd, exc.result_msg, extra=extra)
         return None
 
     async def _ask(self, payment: Row, reason: str) -> InquiryResponse:
@@ -419,7 +390,6 @@ class Reconciler:
     async def refresh(
         self,
         payment: Row,
-        reason: str = REFRESH,
         *,
         source: EventSource = EventSource.INQUIRY,
         now: datetime | None = None,
@@ -439,10 +409,9 @@ class Reconciler:
             return payment
         wait = timedelta(seconds=self.settings.refresh_min_interval_seconds)
         last = payment["last_refresh_at"]
-        taken = last is None or now >= last + wait or not limited
-        if taken:
-            taken = await self.store.update(payment, ("last_refresh_at",), {"last_refresh_at": now})
-        if not taken:
+        due = not limited or last is None or now >= last + wait
+        stamp = {"last_refresh_at": now}
+        if not (due and await self.store.update(payment, ("last_refresh_at",), stamp)):
             latest = await self.store.payment_by_id(payment["id"]) or payment
             after = (latest["last_refresh_at"] or now) + wait - now
             raise TooManyRequests(
@@ -450,7 +419,7 @@ class Reconciler:
                 retry_after=max(math.ceil(after.total_seconds()), 1),
             )
         try:
-            inquiry = await self._ask(payment, reason)
+            inquiry = await self._ask(payment, "refresh")
         except (NicepayError, NicepayUnavailable) as exc:
             raise nicepay_failed(exc, "the status inquiry") from exc
         current = await self.store.payment_by_id(payment["id"])
@@ -467,13 +436,9 @@ class Reconciler:
     async def backlog(self, now: datetime | None = None) -> Backlog:
         """Scheduled checks that are due and not yet done (index-backed)."""
         now = now or now_utc()
+        oldest_check = func.min(Payment.next_check_at)
+        query = select(func.count(), oldest_check).where(due_checks(now).whereclause)
         async with self.sessions() as session:
-            count, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(Payment.next_check_at)).where(
-                        Payment.status == S.PENDING, Payment.next_check_at <= now
-                    )
-                )
-            ).one()
+            count, oldest = (await session.execute(query)).one()
         overdue = (now - oldest).total_seconds() if oldest is not None else 0.0
         return Backlog(count, overdue)

@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import asdict
 
 from app.cli.common import load_settings
 
@@ -20,7 +21,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, int]:
         async with open_services(settings) as services:
-            return (await services.reconciler.sweep()).as_dict()
+            return asdict(await services.reconciler.sweep())
 
     try:
         report = asyncio.run(run())
