@@ -4,7 +4,7 @@ capped, lists are keyset- or limit-paged on an indexed order, searches are exact
 indexed columns). The EXPLAIN checks are in tests/console/test_queries.py."""
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,8 +37,7 @@ OVERVIEW_TYPES = ("registered", "paid", "expired", "cancelled")
 class Period:
     label: str
     since: datetime
-    # (event type, store) -> (count, amount)
-    cells: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    cells: dict[tuple[str, str], tuple[int, int]]  # (event type, store) -> (count, amount)
 
     def total(self, type_: str) -> tuple[int, int]:
         pairs = [v for (t, _s), v in self.cells.items() if t == type_]
@@ -92,10 +91,8 @@ async def period(session: AsyncSession, label: str, since: datetime) -> Period:
         .where(PaymentEvent.at >= since, PaymentEvent.type.in_(OVERVIEW_TYPES))
         .group_by(PaymentEvent.type, Payment.store)
     )
-    result = Period(label, since)
-    for type_, store, count, amount in rows:
-        result.cells[(type_, store)] = (int(count), int(amount or 0))
-    return result
+    cells = {(type_, store): (int(n), int(amount or 0)) for type_, store, n, amount in rows}
+    return Period(label, since, cells)
 
 
 async def paid_per_hour(session: AsyncSession, now: datetime, hours: int = 24) -> list[HourBar]:
@@ -116,47 +113,34 @@ async def paid_per_hour(session: AsyncSession, now: datetime, hours: int = 24) -
         if isinstance(hour, str):
             hour = datetime.fromisoformat(hour).replace(tzinfo=start.tzinfo)
         found[hour.astimezone(start.tzinfo)] = (int(count), int(amount or 0))
-    bars = []
-    for i in range(hours):
-        hour = start + timedelta(hours=i)
-        count, amount = found.get(hour, (0, 0))
-        bars.append(HourBar(hour.astimezone(WIB), count, amount))
-    return bars
+    every_hour = [start + timedelta(hours=i) for i in range(hours)]
+    return [HourBar(hour.astimezone(WIB), *found.get(hour, (0, 0))) for hour in every_hour]
 
 
 def nicepay_health() -> list[CallHealth]:
     """NICEPAY calls by endpoint from this process's metrics registry (since it started)."""
     calls: dict[str, int] = defaultdict(int)
     errors: dict[str, int] = defaultdict(int)
-    for metric in metrics.NICEPAY_CALLS.collect():
-        for sample in metric.samples:
-            if not sample.name.endswith("_total"):
-                continue
+    for sample in next(iter(metrics.NICEPAY_CALLS.collect())).samples:
+        if sample.name.endswith("_total"):
             endpoint = sample.labels["endpoint"]
             calls[endpoint] += int(sample.value)
             if sample.labels["result_cd"] != "0000":
                 errors[endpoint] += int(sample.value)
+    # Per endpoint: its cumulative buckets in ascending order, then "count", "sum", "created".
     buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for metric in metrics.NICEPAY_LATENCY.collect():
-        for sample in metric.samples:
-            endpoint = sample.labels["endpoint"]
-            if sample.name.endswith("_bucket"):
-                buckets[endpoint].append((float(sample.labels["le"]), sample.value))
-            elif sample.name.endswith("_sum"):
-                sums[endpoint] = sample.value
-            elif sample.name.endswith("_count"):
-                counts[endpoint] = sample.value
+    totals: dict[str, dict[str, float]] = defaultdict(dict)
+    for sample in next(iter(metrics.NICEPAY_LATENCY.collect())).samples:
+        endpoint = sample.labels["endpoint"]
+        if sample.name.endswith("_bucket"):
+            buckets[endpoint].append((float(sample.labels["le"]), sample.value))
+        else:
+            totals[endpoint][sample.name.rpartition("_")[2]] = sample.value
     health = []
-    for endpoint in sorted(set(calls) | set(counts)):
-        n = counts.get(endpoint, 0.0)
-        mean = sums.get(endpoint, 0.0) / n * 1000 if n else None
-        p95 = None
-        for bound, cumulative in sorted(buckets[endpoint]):
-            if n and cumulative >= 0.95 * n:
-                p95 = bound * 1000
-                break
+    for endpoint in sorted(set(calls) | set(totals)):
+        n = totals[endpoint].get("count", 0.0)
+        mean = totals[endpoint]["sum"] / n * 1000 if n else None
+        p95 = next((le * 1000 for le, below in buckets[endpoint] if n and below >= 0.95 * n), None)
         health.append(CallHealth(endpoint, calls[endpoint], errors[endpoint], mean, p95))
     return health
 
@@ -195,10 +179,9 @@ async def backlog(session: AsyncSession, now: datetime) -> Backlog:
 
 
 async def search(session: AsyncSession, q: str) -> list[Payment]:
-    """Exact matches on reference_no, txid, pay_no, customer email or phone (all indexed)."""
+    """Exact matches on reference_no, txid, pay_no, customer email or phone (all indexed);
+    the page asks only when `q` is not blank."""
     q = q.strip()
-    if not q:
-        return []
     rows = await session.scalars(
         select(Payment)
         .where(
