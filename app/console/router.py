@@ -6,6 +6,7 @@ Actions answer with a redirect back to the page (post/redirect/get) and a one-ti
 """
 
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.client_ip import resolve_client_ip
 from app.config import Settings
@@ -57,8 +59,7 @@ def _rupiah(value: int | None) -> str:
     return "" if value is None else "Rp " + f"{value:,}".replace(",", ".")
 
 
-templates.env.filters["wib"] = _wib
-templates.env.filters["rupiah"] = _rupiah
+templates.env.filters.update(wib=_wib, rupiah=_rupiah)
 
 
 class SignInRequired(Exception):
@@ -108,8 +109,17 @@ async def checked_form(request: Request) -> tuple[SignedIn, dict[str, str]]:
     return operator, fields
 
 
+async def page_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A page's reads, committed when the page is rendered (before the response is sent)."""
+    async with _runtime(request).sessions() as session:
+        yield session
+        await session.commit()
+
+
 OperatorDep = Annotated[SignedIn, Depends(signed_in)]
 FormDep = Annotated[tuple[SignedIn, dict[str, str]], Depends(checked_form)]
+# Declared after OperatorDep in each page, so a request without a session opens none.
+SessionDep = Annotated[AsyncSession, Depends(page_session, scope="function")]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -214,74 +224,56 @@ async def console_root() -> RedirectResponse:
 
 
 @router.get("/")
-async def overview(request: Request, operator: OperatorDep) -> HTMLResponse:
+async def overview(request: Request, operator: OperatorDep, session: SessionDep) -> HTMLResponse:
     now = now_utc()
     today, week = queries.period_starts(now)
-    async with _runtime(request).sessions() as session:
-        periods = [
-            await queries.period(session, "Today", today),
-            await queries.period(session, "This week", week),
-        ]
-        bars = await queries.paid_per_hour(session, now)
-        backlog = await queries.backlog(session, now)
-        await session.commit()
     return render(
         request,
         "overview.html",
         operator,
-        periods=periods,
+        periods=[
+            await queries.period(session, "Today", today),
+            await queries.period(session, "This week", week),
+        ],
         types=queries.OVERVIEW_TYPES,
-        chart=_chart(bars),
+        chart=_chart(await queries.paid_per_hour(session, now)),
         health=queries.nicepay_health(),
-        backlog=backlog,
+        backlog=await queries.backlog(session, now),
         cap=queries.BACKLOG_CAP,
     )
 
 
 def _chart(bars: list[queries.HourBar]) -> dict[str, Any]:
-    """Geometry of the server-drawn SVG bar chart (no script, no external asset)."""
+    """Geometry of the server-drawn SVG bar chart (no script, no external asset); the
+    template labels each bar from its HourBar."""
     width, height, gap = 720, 160, 4
     top = max([b.count for b in bars] + [1])
     slot = width / max(len(bars), 1)
     drawn = []
     for i, bar in enumerate(bars):
         h = round(bar.count / top * (height - 20))
-        drawn.append(
-            {
-                "x": round(i * slot + gap / 2, 1),
-                "y": height - h,
-                "w": round(slot - gap, 1),
-                "h": h,
-                "label": bar.hour.strftime("%H"),
-                "title": f"{bar.hour:%Y-%m-%d %H}:00 WIB: {bar.count} paid, " + _rupiah(bar.amount),
-                "count": bar.count,
-            }
-        )
-    return {"bars": drawn, "width": width, "height": height, "top": top}
+        drawn.append({"bar": bar, "x": round(i * slot + gap / 2, 1), "y": height - h, "h": h})
+    return {"bars": drawn, "w": round(slot - gap, 1), "width": width, "height": height, "top": top}
 
 
 @router.get("/payments")
 async def payments(
     request: Request,
     operator: OperatorDep,
+    session: SessionDep,
     q: Annotated[str, Query(max_length=254)] = "",
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
-    async with _runtime(request).sessions() as session:
-        rows = (
-            await queries.search(session, q) if q.strip() else await queries.latest(session, before)
-        )
-        await session.commit()
-    more = not q.strip() and len(rows) == queries.PAGE
-    next_before = rows[-1].id if more else None
+    rows = await queries.search(session, q) if q.strip() else await queries.latest(session, before)
+    next_before = rows[-1].id if not q.strip() and len(rows) == queries.PAGE else None
     return render(request, "payments.html", operator, q=q, rows=rows, next_before=next_before)
 
 
 @router.get("/payments/{reference_no}")
-async def payment(request: Request, operator: OperatorDep, reference_no: str) -> HTMLResponse:
-    async with _runtime(request).sessions() as session:
-        page = await queries.payment_page(session, reference_no)
-        await session.commit()
+async def payment(
+    request: Request, operator: OperatorDep, session: SessionDep, reference_no: str
+) -> HTMLResponse:
+    page = await queries.payment_page(session, reference_no)
     if page is None:
         return render(request, "missing.html", operator, 404, what=f"payment {reference_no}")
     return render(request, "payment.html", operator, page=page, ledger_cap=queries.LEDGER_CAP)
@@ -314,12 +306,11 @@ async def resend_from_payment(request: Request, reference_no: str, form: FormDep
 async def quarantine(
     request: Request,
     operator: OperatorDep,
+    session: SessionDep,
     reviewed: bool = False,
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
-    async with _runtime(request).sessions() as session:
-        rows = await queries.quarantine(session, reviewed=reviewed, before=before)
-        await session.commit()
+    rows = await queries.quarantine(session, reviewed=reviewed, before=before)
     next_before = rows[-1][0].id if len(rows) == queries.PAGE else None
     return render(
         request, "quarantine.html", operator, rows=rows, reviewed=reviewed, next_before=next_before
@@ -345,12 +336,11 @@ async def review(request: Request, notification_id: int, form: FormDep) -> Respo
 async def webhooks(
     request: Request,
     operator: OperatorDep,
+    session: SessionDep,
     kind: Annotated[str, Query(pattern="^(given_up|retrying)$")] = "given_up",
     page: Annotated[int, Query(ge=0, le=1000)] = 0,
 ) -> HTMLResponse:
-    async with _runtime(request).sessions() as session:
-        rows = await queries.failing_webhooks(session, kind, page)
-        await session.commit()
+    rows = await queries.failing_webhooks(session, kind, page)
     more = len(rows) == queries.PAGE
     return render(request, "webhooks.html", operator, rows=rows, kind=kind, page=page, more=more)
 
