@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import AppError
-from app.models import EventSource, Notification, Outcome, WebhookEvent
+from app.errors import AppError, NotFound
+from app.models import EventSource, Notification, Outcome
 from app.nicepay.wib import now_utc
 from app.notifications import replay as ledger_replay
 from app.webhooks import service as webhooks
@@ -76,17 +76,14 @@ async def cancel(runtime: "Runtime", reference_no: str, operator: str) -> Done:
 
 
 async def resend(runtime: "Runtime", event_id: str, operator: str) -> Done:
-    async with runtime.sessions() as session:
-        payment_id = await session.scalar(
-            select(WebhookEvent.payment_id).where(WebhookEvent.event_id == event_id)
-        )
-    if payment_id is None:
-        return Done(False, f"no webhook event {event_id}")
     try:
-        await webhooks.resend(runtime.sessions, event_id)
+        event = await webhooks.resend(runtime.sessions, event_id)
+    except NotFound:
+        return Done(False, f"no webhook event {event_id}")
     except AppError as exc:
         return Done(False, f"not re-sent: {exc.detail}")
-    await runtime.store.audit(payment_id, operator, {"action": "resend", "event_id": event_id})
+    detail = {"action": "resend", "event_id": event_id}
+    await runtime.store.audit(event.payment_id, operator, detail)
     return Done(True, f"{event_id} queued for delivery again")
 
 
