@@ -27,12 +27,8 @@ from app.nicepay.wib import WIB, now_utc
 def cmd_operators(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.action == "add":
-        problem = name_problem(args.name)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        password = read_password()
-        problem = password_problem(password)
+        # The password is asked for only once the name is known to be good.
+        problem = name_problem(args.name) or password_problem(password := read_password())
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
