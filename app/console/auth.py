@@ -47,6 +47,7 @@ LOCK_CAP = timedelta(minutes=15)
 IP_LOCK_AFTER = 20
 
 hasher = PasswordHasher()
+SessionFactory = async_sessionmaker[AsyncSession]
 
 
 @cache
@@ -155,9 +156,7 @@ class Sessions:
     def new_session(self, name: str) -> str:
         return self.sign({"op": name, "iat": time.time(), "csrf": secrets.token_urlsafe(24)})
 
-    async def operator(
-        self, sessions: async_sessionmaker[AsyncSession], cookie: str | None
-    ) -> SignedIn | None:
+    async def operator(self, sessions: SessionFactory, cookie: str | None) -> SignedIn | None:
         """The operator a session cookie belongs to, if it is still good."""
         data = self.unsign(cookie)
         if not isinstance(data, dict) or not isinstance(data.get("op"), str):
@@ -170,9 +169,7 @@ class Sessions:
             return None
         return SignedIn(row.name, str(data.get("csrf", "")))
 
-    async def sign_in(
-        self, sessions: async_sessionmaker[AsyncSession], name: str, password: str, ip: str
-    ) -> str:
+    async def sign_in(self, sessions: SessionFactory, name: str, password: str, ip: str) -> str:
         """The new session cookie's value, or SignInRefused."""
         wait = self.brake.locked(ip)
         if wait:
@@ -201,7 +198,7 @@ class Sessions:
         log.warning("console sign-in failed", extra={"operator": name[:64], "client_ip": ip})
         raise SignInRefused("wrong name or password")
 
-    async def sign_out(self, sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    async def sign_out(self, sessions: SessionFactory, name: str) -> None:
         await _update(sessions, Operator.name == name, sessions_valid_after=now_utc())
 
 
@@ -216,14 +213,14 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-async def _account(sessions: async_sessionmaker[AsyncSession], name: str) -> Operator | None:
+async def _account(sessions: SessionFactory, name: str) -> Operator | None:
     async with sessions() as session:
         row = await session.scalar(select(Operator).where(Operator.name == name))
         await session.commit()
     return row
 
 
-async def _update(sessions: async_sessionmaker[AsyncSession], where: Any, **values: Any) -> None:
+async def _update(sessions: SessionFactory, where: Any, **values: Any) -> None:
     async with sessions() as session:
         await session.execute(update(Operator).where(where).values(**values))
         await session.commit()

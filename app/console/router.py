@@ -208,8 +208,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, form: FormDep) -> Response:
-    operator, _fields = form
-    await _sessions(request).sign_out(_runtime(request).sessions, operator.name)
+    await _sessions(request).sign_out(_runtime(request).sessions, form[0].name)
     response = RedirectResponse(PREFIX + "/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
