@@ -1,12 +1,20 @@
 """Settings, from the environment and a `.env` file (names as in API.md)."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.nicepay.codes import Store
@@ -35,14 +43,33 @@ WIDEST_ALLOWED = {4: 16, 6: 32}
 WIDEST_PROXIES = {4: 8, 6: 16}
 
 Network = IPv4Network | IPv6Network
-NetworkList = Annotated[list[Network], NoDecode]
-CommaList = Annotated[list[str], NoDecode]
+T = TypeVar("T")
 
 
 def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
     return value
+
+
+def _networks(value: object, info: ValidationInfo) -> object:
+    """CIDRs as written; host bits set (`103.20.51.34/8`) are a mistake, not 103.0.0.0/8."""
+    value = _split(value)
+    if not isinstance(value, list):
+        return value
+    networks = []
+    for network in value:
+        try:
+            networks.append(ip_network(str(network).strip()))
+        except ValueError as exc:
+            setting = str(info.field_name).upper()
+            raise ValueError(f"{setting}: {network!s} is not a network ({exc})") from None
+    return networks
+
+
+# Environment values are comma (or space) separated lists, not JSON.
+CommaList = Annotated[list[T], NoDecode, BeforeValidator(_split)]
+NetworkList = Annotated[list[Network], NoDecode, BeforeValidator(_networks)]
 
 
 # Relative to the working directory, like the default SQLite file: the service, scripts/dev.sh
@@ -82,23 +109,17 @@ class Settings(BaseSettings):
     notification_max_body_bytes: int = 16_384
 
     public_base_url: str = "http://localhost:8000"
-    storefront_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    storefront_api_keys: CommaList[SecretStr] = Field(default_factory=list)
     cvs_default_expiry_minutes: int = Field(default=1440, gt=0)
-    cvs_enabled_stores: Annotated[list[Store], NoDecode] = Field(
-        default_factory=lambda: list(Store)
-    )
+    cvs_enabled_stores: CommaList[Store] = Field(default_factory=lambda: list(Store))
     # NICEPAY refuses a registration without these (9025-9028); sent when the storefront
     # gives no such customer field. Sizes and types as NICEPAY's (REFERENCE.md §1.2).
     billing_default_city: str = Field(default=SHIPPED_BILLING["city"], min_length=1, max_length=50)
-    billing_default_state: str = Field(
-        default=SHIPPED_BILLING["state"], min_length=1, max_length=50
-    )
+    billing_default_state: str = Field(SHIPPED_BILLING["state"], min_length=1, max_length=50)
     billing_default_postal_code: str = Field(
         default=SHIPPED_BILLING["postal_code"], pattern=r"^[0-9]{1,10}$"
     )
-    billing_default_country: str = Field(
-        default=SHIPPED_BILLING["country"], min_length=1, max_length=10
-    )
+    billing_default_country: str = Field(SHIPPED_BILLING["country"], min_length=1, max_length=10)
 
     merchant_webhook_url: str = ""
     merchant_webhook_secret: SecretStr = SecretStr("")
@@ -111,9 +132,9 @@ class Settings(BaseSettings):
     reconcile_batch_size: int = 100
     # The inquiry budget of an unpaid code (app/schedule.py): checks after registration, one
     # after the expiry (+ margin), late re-checks while still unpaid; at most BUDGET in all.
-    reconcile_schedule: CommaList = Field(default_factory=lambda: ["10m", "1h", "6h"])
+    reconcile_schedule: CommaList[str] = Field(default_factory=lambda: ["10m", "1h", "6h"])
     reconcile_expiry_margin_seconds: float = Field(default=120, ge=0)
-    reconcile_late_checks: CommaList = Field(default_factory=lambda: ["30m", "2h"])
+    reconcile_late_checks: CommaList[str] = Field(default_factory=lambda: ["30m", "2h"])
     reconcile_budget: int = Field(default=4, ge=1)
     # Sweep inquiries per second, all replicas together (0: no cap).
     reconcile_max_inquiries_per_second: int = Field(default=10, ge=0)
@@ -134,25 +155,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
-    @field_validator("nicepay_allowed_ips", "trusted_proxies", mode="before")
-    @classmethod
-    def _networks(cls, value: object, info: ValidationInfo) -> object:
-        value = _split(value)
-        if isinstance(value, list):
-            return [_network(v, str(info.field_name).upper()) for v in value]
-        return value
-
-    @field_validator(
-        "storefront_api_keys",
-        "cvs_enabled_stores",
-        "reconcile_schedule",
-        "reconcile_late_checks",
-        mode="before",
-    )
-    @classmethod
-    def _comma_list(cls, value: object) -> object:
-        return _split(value)
-
     @field_validator("reconcile_schedule", "reconcile_late_checks")
     @classmethod
     def _offsets(cls, value: list[str]) -> list[str]:
@@ -161,48 +163,41 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_is_safe(self) -> "Settings":
-        if self.app_env != "production":
-            return self
-        problems = []
-        key = self.nicepay_merchant_key.get_secret_value()
-        if self.nicepay_imid == SANDBOX_IMID or key == SANDBOX_MERCHANT_KEY:
-            problems.append(
-                "NICEPAY_IMID/NICEPAY_MERCHANT_KEY are NICEPAY's public sandbox credentials"
-            )
-        if not key or _is_placeholder(key):
-            problems.append("NICEPAY_MERCHANT_KEY is empty or a placeholder")
-        if not self.storefront_api_keys:
-            problems.append(
-                "STOREFRONT_API_KEYS is empty: the storefront API would refuse every call"
-            )
-        if any(_is_placeholder(k.get_secret_value()) for k in self.storefront_api_keys):
-            problems.append("STOREFRONT_API_KEYS holds a placeholder key")
-        secret = self.merchant_webhook_secret.get_secret_value()
-        if self.merchant_webhook_url and (not secret or _is_placeholder(secret)):
-            problems.append("MERCHANT_WEBHOOK_SECRET is empty or a placeholder")
-        if "dev.nicepay.co.id" in self.nicepay_base_url:
-            problems.append("NICEPAY_BASE_URL points at NICEPAY's development host")
-        if key and len(key) < MIN_KEY_LENGTH:
-            problems.append(f"NICEPAY_MERCHANT_KEY is shorter than {MIN_KEY_LENGTH} characters")
-        previous = self.nicepay_previous_merchant_key.get_secret_value()
-        if previous and len(previous) < MIN_KEY_LENGTH:
-            problems.append(
-                f"NICEPAY_PREVIOUS_MERCHANT_KEY is shorter than {MIN_KEY_LENGTH} characters"
-            )
-        if any(len(k.get_secret_value()) < MIN_KEY_LENGTH for k in self.storefront_api_keys):
-            problems.append(
-                f"STOREFRONT_API_KEYS holds a key shorter than {MIN_KEY_LENGTH} characters"
-            )
-        problems += _too_wide("NICEPAY_ALLOWED_IPS", self.nicepay_allowed_ips, WIDEST_ALLOWED)
-        problems += _too_wide("TRUSTED_PROXIES", self.trusted_proxies, WIDEST_PROXIES)
-        if not self.public_base_url.lower().startswith("https://"):
-            problems.append(
-                "PUBLIC_BASE_URL is not https://: NICEPAY's pushes and the console's cookies "
-                "would cross the network in clear"
-            )
+        problems = list(self._production_problems()) if self.app_env == "production" else []
         if problems:
             raise ValueError("APP_ENV=production refuses to start: " + "; ".join(problems))
         return self
+
+    def _production_problems(self) -> Iterator[str]:
+        key = self.nicepay_merchant_key.get_secret_value()
+        previous = self.nicepay_previous_merchant_key.get_secret_value()
+        storefront_keys = [k.get_secret_value() for k in self.storefront_api_keys]
+        if self.nicepay_imid == SANDBOX_IMID or key == SANDBOX_MERCHANT_KEY:
+            yield "NICEPAY_IMID/NICEPAY_MERCHANT_KEY are NICEPAY's public sandbox credentials"
+        if not key or _is_placeholder(key):
+            yield "NICEPAY_MERCHANT_KEY is empty or a placeholder"
+        if not storefront_keys:
+            yield "STOREFRONT_API_KEYS is empty: the storefront API would refuse every call"
+        if any(_is_placeholder(k) for k in storefront_keys):
+            yield "STOREFRONT_API_KEYS holds a placeholder key"
+        secret = self.merchant_webhook_secret.get_secret_value()
+        if self.merchant_webhook_url and (not secret or _is_placeholder(secret)):
+            yield "MERCHANT_WEBHOOK_SECRET is empty or a placeholder"
+        if "dev.nicepay.co.id" in self.nicepay_base_url:
+            yield "NICEPAY_BASE_URL points at NICEPAY's development host"
+        if key and len(key) < MIN_KEY_LENGTH:
+            yield f"NICEPAY_MERCHANT_KEY is shorter than {MIN_KEY_LENGTH} characters"
+        if previous and len(previous) < MIN_KEY_LENGTH:
+            yield f"NICEPAY_PREVIOUS_MERCHANT_KEY is shorter than {MIN_KEY_LENGTH} characters"
+        if any(len(k) < MIN_KEY_LENGTH for k in storefront_keys):
+            yield f"STOREFRONT_API_KEYS holds a key shorter than {MIN_KEY_LENGTH} characters"
+        yield from _too_wide("NICEPAY_ALLOWED_IPS", self.nicepay_allowed_ips, WIDEST_ALLOWED)
+        yield from _too_wide("TRUSTED_PROXIES", self.trusted_proxies, WIDEST_PROXIES)
+        if not self.public_base_url.lower().startswith("https://"):
+            yield (
+                "PUBLIC_BASE_URL is not https://: NICEPAY's pushes and the console's cookies "
+                "would cross the network in clear"
+            )
 
     @property
     def db_process_url(self) -> str:
@@ -243,20 +238,7 @@ class Settings(BaseSettings):
     @property
     def billing_defaults(self) -> dict[str, str]:
         """The BILLING_DEFAULT_* settings, keyed like the storefront's customer fields."""
-        return {
-            "city": self.billing_default_city,
-            "state": self.billing_default_state,
-            "postal_code": self.billing_default_postal_code,
-            "country": self.billing_default_country,
-        }
-
-
-def _network(value: object, setting: str) -> Network:
-    """A CIDR as written; host bits set (`103.20.51.34/8`) are a mistake, not 103.0.0.0/8."""
-    try:
-        return ip_network(str(value).strip())
-    except ValueError as exc:
-        raise ValueError(f"{setting}: {value!s} is not a network ({exc})") from None
+        return {name: getattr(self, f"billing_default_{name}") for name in SHIPPED_BILLING}
 
 
 def _too_wide(setting: str, networks: list[Network], widest: dict[int, int]) -> list[str]:
