@@ -26,14 +26,9 @@ MIN_MASKED = 8  # shorter values are not masked: they would garble every line th
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
-class _Context(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
-        return True
-
-
 class _Masked(logging.Formatter):
-    """Masks configured secrets in the finished line: message, extras and tracebacks alike."""
+    """Stamps each record with its request id, then masks configured secrets in the finished
+    line: message, extras and tracebacks alike."""
 
     def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
         super().__init__()
@@ -43,6 +38,7 @@ class _Masked(logging.Formatter):
         self._secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
+        record.request_id = request_id.get()
         line = self._inner.format(record)
         for secret in self._secrets:
             line = line.replace(secret, "***")
@@ -97,7 +93,6 @@ def configure_logging(settings: Settings) -> None:
     text = TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Masked(JsonFormatter() if use_json else text, secrets_of(settings)))
-    handler.addFilter(_Context())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
@@ -169,20 +164,18 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        incoming_id = incoming.decode("latin-1")[:64]
-        # An id to correlate log lines, not a secret: no system call for randomness.
-        rid = (
-            incoming_id if incoming_id.isprintable() and incoming_id else f"{getrandbits(128):032x}"
-        )
+        rid = incoming.decode("latin-1")[:64]
+        if not (rid and rid.isprintable()):
+            # An id to correlate log lines, not a secret: no system call for randomness.
+            rid = f"{getrandbits(128):032x}"
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 0  # until a response starts
-        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started_response
+            nonlocal status
             if message["type"] == "http.response.start":
-                status, started_response = message["status"], True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
@@ -193,7 +186,7 @@ class RequestContext:
             status = status or 499
         except TimeoutError:
             log.error("request deadline (%.0f s) passed: answered 503", self.deadline_seconds)
-            if not started_response:
+            if not status:  # no response started: answer it
                 body = b'{"error":"deadline_exceeded","detail":"the request took too long; retry"}'
                 await send_with_id(
                     {
