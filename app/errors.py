@@ -33,11 +33,9 @@ class AppError(Exception):
         self.detail = detail
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "detail": self.detail, **self.extra}
-
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status_code, headers=self.headers)
+        body = {"error": self.error, "detail": self.detail, **self.extra}
+        return JSONResponse(body, status_code=self.status_code, headers=self.headers)
 
 
 class ErrorBody(BaseModel):
@@ -163,16 +161,14 @@ def install_error_handler(app: FastAPI, database_errors: tuple[type[Exception], 
             {"error": error, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
         for problem in errors:
             if problem.get("type") == "json_invalid":  # `{"reference_no":` is not JSON at all
                 where = problem["loc"][-1] if problem.get("loc") else "?"
                 why = (problem.get("ctx") or {}).get("error", "JSON decode error")
-                return await handle(
-                    request, InvalidJson(f"body is not valid JSON: {why} at position {where}")
-                )
+                return InvalidJson(f"body is not valid JSON: {why} at position {where}").response()
         # A body may carry NaN or 1e400 (Python's json reads both), which the error would
         # echo and no JSON response can hold.
         body = {"error": "validation_error", "detail": _json_safe(jsonable_encoder(errors))}

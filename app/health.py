@@ -11,12 +11,11 @@ from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.client_ip import in_networks, parse_ip, resolve_client_ip
 from app.deps import SettingsDep, storefront_key_problem
-from app.errors import Unauthorized
+from app.errors import DATABASE_ERRORS, Unauthorized
 
 router = APIRouter(tags=["operator"])
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +48,7 @@ async def readyz(request: Request) -> JSONResponse:
         # Bounded: a probe must answer even when the database host drops packets.
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             current = await current_revision(services.engine)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DATABASE_ERRORS as exc:
         return JSONResponse(
             {"status": "unavailable", "database": f"unreachable ({type(exc).__name__})"}, 503
         )
