@@ -102,7 +102,5 @@ def sqlite_setup(dbapi_connection: Any, *, busy_timeout: float) -> None:
     cursor.close()
 
 
-def create_sessionmaker(
-    engine: AsyncEngine, info: dict[str, Any] | None = None
-) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -100,13 +100,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that gives `body` once, then whatever the client does next (a disconnect)."""
-    given = False
+    messages = iter([{"type": "http.request", "body": body, "more_body": False}])
 
     async def replay() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return next(messages, None) or await receive()
 
     return replay

@@ -8,18 +8,14 @@ import hashlib
 import hmac
 
 
-def _sha256_hex(*parts: str) -> str:
-    return hashlib.sha256("".join(parts).encode()).hexdigest()
-
-
 def reference_token(imid: str, reference_no: str, amt: int | str, merchant_key: str) -> str:
     """Registration (onePass.do) and status inquiry (onePassStatus.do)."""
-    return _sha256_hex(imid, reference_no, str(amt), merchant_key)
+    return hashlib.sha256(f"{imid}{reference_no}{amt}{merchant_key}".encode()).hexdigest()
 
 
 def txid_token(imid: str, txid: str, amt: int | str, merchant_key: str) -> str:
     """Cancel (onePassAllCancel.do) and the dbProcessUrl notification."""
-    return _sha256_hex(imid, txid, str(amt), merchant_key)
+    return hashlib.sha256(f"{imid}{txid}{amt}{merchant_key}".encode()).hexdigest()
 
 
 def tokens_equal(expected: str, received: str) -> bool:
