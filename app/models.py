@@ -14,6 +14,11 @@ from app.nicepay.wib import now_utc
 Moment = UTCDateTime()
 
 
+def _only_where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, the same on PostgreSQL and SQLite."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
+
 class PaymentStatus(StrEnum):
     REGISTERING = "registering"  # written before NICEPAY is called; outcome not yet known
     PENDING = "pending"
@@ -46,22 +51,11 @@ class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
         # The sweep's claim: pending codes whose next check is due, most overdue first.
-        Index(
-            "ix_payments_due_checks",
-            "next_check_at",
-            "id",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
-        ),
+        Index("ix_payments_due_checks", "next_check_at", "id", **_only_where("status = 'pending'")),
         # Registrations that never got a code (the sweep, the console's count). No index on
         # status alone: every first deposit would add to one run of 'paid' entries, and
         # concurrent pushes would queue on its last page (migration 0007).
-        Index(
-            "ix_payments_registering",
-            "expires_at",
-            postgresql_where=text("status = 'registering'"),
-            sqlite_where=text("status = 'registering'"),
-        ),
+        Index("ix_payments_registering", "expires_at", **_only_where("status = 'registering'")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -96,7 +90,6 @@ class Payment(Base):
 # Operator actions in the console are repeatable history rows (each action once per click),
 # so this type is left out of the one-per-payment unique index with quarantines.
 OPERATOR_EVENT = "operator"
-_REPEATABLE_EVENTS = "type NOT IN ('quarantined', 'operator')"
 
 
 class PaymentEvent(Base):
@@ -110,8 +103,7 @@ class PaymentEvent(Base):
             "payment_id",
             "type",
             unique=True,
-            postgresql_where=text(_REPEATABLE_EVENTS),
-            sqlite_where=text(_REPEATABLE_EVENTS),
+            **_only_where("type NOT IN ('quarantined', 'operator')"),
         ),
         # The console's overview: changes of one type over a time range.
         Index("ix_payment_events_type_at", "type", "at"),
@@ -121,8 +113,7 @@ class PaymentEvent(Base):
             "payment_id",
             "dedupe_key",
             unique=True,
-            postgresql_where=text("dedupe_key IS NOT NULL"),
-            sqlite_where=text("dedupe_key IS NOT NULL"),
+            **_only_where("dedupe_key IS NOT NULL"),
         ),
     )
 
