@@ -59,63 +59,53 @@ async def open_services(
     nicepay_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Services]:
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        timeout=settings.database_timeout_seconds,
-    )
-    poster: FormPoster
-    if nicepay_transport is None:  # the service as it ships: aiohttp (app/nicepay/transport.py)
-        poster = AiohttpPoster(
+    pool_size, timeout = settings.database_pool_size, settings.database_timeout_seconds
+    async with contextlib.AsyncExitStack() as closing:  # closed in reverse: the store first
+        engine = create_engine(settings.database_url, pool_size=pool_size, timeout=timeout)
+        closing.push_async_callback(engine.dispose)
+        webhook_http = httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, transport=webhook_transport
+        )
+        closing.push_async_callback(webhook_http.aclose)
+        nicepay = NicepayClient(
+            nicepay_poster(settings, nicepay_transport),
+            imid=settings.nicepay_imid,
+            merchant_key=settings.nicepay_merchant_key.get_secret_value(),
+            observe=metrics.observe_nicepay_call,
+            deadline_seconds=settings.nicepay_deadline_seconds,
+        )
+        closing.push_async_callback(nicepay.aclose)
+        sessions = create_sessionmaker(engine)
+        store = open_store(engine, pool_size, timeout, announce=bool(settings.merchant_webhook_url))
+        closing.push_async_callback(store.close)
+        yield Services(
+            settings,
+            engine,
+            sessions,
+            store,
+            nicepay,
+            webhook_http,
+            payments=PaymentService(settings, store, nicepay),
+            notifications=NotificationService(settings, store, nicepay),
+            reconciler=Reconciler(settings, store, nicepay, sessions, engine),
+        )
+
+
+def nicepay_poster(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> FormPoster:
+    if transport is None:  # the service as it ships: aiohttp (app/nicepay/transport.py)
+        return AiohttpPoster(
             settings.nicepay_base_url,
             connect_timeout=settings.nicepay_connect_timeout_seconds,
             read_timeout=settings.nicepay_read_timeout_seconds,
         )
-    else:  # the tests' injected transports
-        timeout = httpx.Timeout(
-            settings.nicepay_read_timeout_seconds, connect=settings.nicepay_connect_timeout_seconds
-        )
-        poster = HttpxPoster(
-            httpx.AsyncClient(
-                base_url=settings.nicepay_base_url, timeout=timeout, transport=nicepay_transport
-            )
-        )
-    webhook_http = httpx.AsyncClient(
-        timeout=settings.webhook_timeout_seconds, transport=webhook_transport
+    # The tests' injected transports.
+    timeout = httpx.Timeout(
+        settings.nicepay_read_timeout_seconds, connect=settings.nicepay_connect_timeout_seconds
     )
-    nicepay = NicepayClient(
-        poster,
-        imid=settings.nicepay_imid,
-        merchant_key=settings.nicepay_merchant_key.get_secret_value(),
-        observe=metrics.observe_nicepay_call,
-        deadline_seconds=settings.nicepay_deadline_seconds,
+    client = httpx.AsyncClient(
+        base_url=settings.nicepay_base_url, timeout=timeout, transport=transport
     )
-    try:
-        sessions = create_sessionmaker(engine)
-        store = open_store(
-            engine,
-            settings.database_pool_size,
-            settings.database_timeout_seconds,
-            announce=bool(settings.merchant_webhook_url),
-        )
-        try:
-            yield Services(
-                settings,
-                engine,
-                sessions,
-                store,
-                nicepay,
-                webhook_http,
-                payments=PaymentService(settings, store, nicepay),
-                notifications=NotificationService(settings, store, nicepay),
-                reconciler=Reconciler(settings, store, nicepay, sessions, engine),
-            )
-        finally:
-            await store.close()
-    finally:
-        await nicepay.aclose()
-        await webhook_http.aclose()
-        await engine.dispose()
+    return HttpxPoster(client)
 
 
 BackgroundLoop = Callable[[Services], Coroutine[Any, Any, None]]
