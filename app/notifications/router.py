@@ -14,7 +14,6 @@ from app.notifications import service
 
 PATH = "/api/v1/nicepay/notifications"
 FORM = "application/x-www-form-urlencoded"
-_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 _FIELDS = {
     name: {"type": "string"}
@@ -154,18 +153,16 @@ OPENAPI = {
             "responses": {
                 "200": {
                     "description": "Recorded and applied, duplicate, or quarantined: body `OK`",
-                    **_TEXT,
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
-                "400": {"description": "Malformed (`invalid_notification`)", **_ERROR},
-                "403": {
-                    "description": "Source IP not allowed or merchantToken invalid (`forbidden`)",
-                    **_ERROR,
-                },
-                "413": {"description": "Body over the limit (`body_too_large`)", **_ERROR},
-                "503": {
-                    "description": "Database could not commit: nothing acknowledged "
-                    "(`database_unavailable`)",
-                    **_ERROR,
+                **{
+                    str(status): {"description": f"{what} (`{ERROR_CODES[status]}`)", **_ERROR}
+                    for status, what in {
+                        400: "Malformed",
+                        403: "Source IP not allowed or merchantToken invalid",
+                        413: "Body over the limit",
+                        503: "Database could not commit: nothing acknowledged",
+                    }.items()
                 },
             },
         }

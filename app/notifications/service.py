@@ -34,7 +34,7 @@ S = PaymentStatus
 OK = "OK"
 # `status` may be absent: the older V1 push (tXid, referenceNo, amt, merchantToken) is a
 # deposit that the status inquiry confirms.
-REQUIRED = ("tXid", "referenceNo", "amt", "merchantToken")
+REQUIRED = ("tXid", "referenceNo", "amt")  # and merchantToken, kept apart as a digest
 MAX_FIELDS = 100
 MAX_VALUE = 255
 # A lost compare-and-set means the status moved on; statuses only move forward, a few
@@ -170,11 +170,10 @@ class NotificationService:
         checks: dict[str, str] = {}
         refusal = self._refusal(inbound, checks)
         if refusal is not None:
-            http_status, reason = refusal
-            return await self._reject(inbound, checks, http_status, reason)
+            return await self._reject(inbound, checks, *refusal)
         push = Push.of(inbound.fields)
         verify = self.settings.nicepay_verify_with_inquiry
-        known: MovedOn | None = None  # the payment as a lost compare-and-set found it
+        moved: MovedOn | None = None  # the payment as a lost compare-and-set found it
         if self.write_without_read and push.self_evident:
             # Assume the payment is the pending one the push describes; the compare-and-set
             # (tXid, referenceNo, amount, status) checks the assumption.
@@ -186,17 +185,13 @@ class NotificationService:
             }
             decision = decide(push, match, verify=False)
             if decision.verdict is Verdict.APPLY:
-                claimed = {**match, "id": None}
-                applied = await self._apply(inbound, checks, decision, claimed, push, match)
+                applied = await self._apply(inbound, checks, decision, match, push, match)
                 if isinstance(applied, Reply):
                     return applied
-                known = applied
+                moved = applied
         inquiry: Inquiry | None = None
         for _ in range(MAX_READS):
-            if known is None:
-                payment = await self.store.payment_by_txid(push.txid)
-            else:
-                payment, known = known.current, None
+            payment = moved.current if moved else await self.store.payment_by_txid(push.txid)
             decision = decide(push, payment, inquiry, verify=verify)
             if decision.verdict is Verdict.CONFIRM:
                 assert payment is not None
@@ -208,37 +203,29 @@ class NotificationService:
             applied = await self._apply(inbound, checks, decision, payment, push)
             if isinstance(applied, Reply):
                 return applied
-            known = applied
+            moved = applied
         raise RuntimeError(f"payment {push.txid} kept changing while a push was applied")
 
-    def _refusal(self, inbound: Inbound, checks: dict[str, str]) -> tuple[int, str] | None:
-        """The checks that need no database: (HTTP status, reason) for a refused push."""
-        settings = self.settings
+    def _refusal(self, inbound: Inbound, checks: dict[str, str]) -> tuple[str, int, str] | None:
+        """The checks that need no database, each passed one in `checks`; for a refused push,
+        (the check it failed, HTTP status, reason)."""
         if inbound.too_large:
-            return _fail(checks, "size", 413, "body over the size limit")
-        if not in_networks(inbound.client_ip, settings.nicepay_allowed_ips):
-            return _fail(checks, "ip", 403, "source IP not allowed")
+            return "size", 413, "body over the size limit"
+        if not in_networks(inbound.client_ip, self.settings.nicepay_allowed_ips):
+            return "ip", 403, "source IP not allowed"
         checks["ip"] = "pass"
         f = inbound.fields
-        missing = [
-            name
-            for name in REQUIRED
-            if not (f.get(name) if name != "merchantToken" else inbound.token_digest)
-        ]
-        amt = f.get("amt", "")
-        if (
-            missing
-            or not is_numeric(amt)
-            or len(amt) > 12
-            or (f.get("status") or "0") not in ("0", "1")
-        ):
-            why = (
-                f"missing {', '.join(missing)}" if missing else "amt must be digits, status 0 or 1"
-            )
-            return _fail(checks, "form", 400, f"malformed notification: {why}")
+        missing = [name for name in REQUIRED if not f.get(name)]
+        if not inbound.token_digest:
+            missing.append("merchantToken")
+        if missing:
+            return "form", 400, f"malformed notification: missing {', '.join(missing)}"
+        amt = f["amt"]
+        if not is_numeric(amt) or len(amt) > 12 or (f.get("status") or "0") not in ("0", "1"):
+            return "form", 400, "malformed notification: amt must be digits, status 0 or 1"
         checks["form"] = "pass"
         if not self._token_valid(f["tXid"], amt, inbound.token_digest or ""):
-            return _fail(checks, "token", 403, "merchantToken invalid")
+            return "token", 403, "merchantToken invalid"
         checks["token"] = "pass"
         return None
 
@@ -274,18 +261,16 @@ class NotificationService:
     ) -> Reply | MovedOn:
         """The change, its event, outbox and ledger row in one write. When the payment moved
         on meanwhile nothing is written, and it comes back as it is now."""
-        now = now_utc()
-        late = {"late": True} if decision.late else None
         ledger = inbound.ledger_row(
-            {**checks, **decision.checks}, Outcome.APPLIED, 200, decision.reason, payment["id"]
+            {**checks, **decision.checks}, Outcome.APPLIED, 200, decision.reason, payment.get("id")
         )
         written = await self.store.transition_or_current(
             payment,
             push.target,
             EventSource.NOTIFICATION,
-            now,
+            now_utc(),
             txid=push.txid,
-            detail=late,
+            detail={"late": True} if decision.late else None,
             values={"paid_late": True} if decision.late else None,
             ledger=ledger,
             match=match,
@@ -302,19 +287,21 @@ class NotificationService:
         for name, verdict in decision.checks.items():
             if verdict == "fail":
                 metrics.NOTIFICATION_CHECK_FAILURES.labels(name).inc()
+        payment_id = payment["id"] if payment else None
         ledger = inbound.ledger_row(
-            {**checks, **decision.checks},
-            outcome,
-            200,
-            decision.reason,
-            payment["id"] if payment else None,
+            {**checks, **decision.checks}, outcome, 200, decision.reason, payment_id
         )
-        quarantine = None
+        quarantine = dedupe_key = None
         if outcome is Outcome.QUARANTINED and payment is not None:
             reason = decision.reason or "quarantined"
             quarantine = (payment, reason, EventSource.NOTIFICATION, inbound.received_at)
+            # A quarantined push's identity: its token (tXid and amt), status and what was
+            # wrong. Copies of it are set aside once (one event, one webhook), each still in
+            # the ledger.
+            status = inbound.fields.get("status", "")
+            dedupe_key = token_digest(f"{inbound.token_digest}|{status}|{decision.reason}")[:32]
         written = await self.store.record(
-            ledger=ledger, quarantine=quarantine, dedupe_key=_same_push(inbound, decision)
+            ledger=ledger, quarantine=quarantine, dedupe_key=dedupe_key
         )
         assert written is not None  # no compare-and-set: the ledger insert always happens
         if outcome is Outcome.QUARANTINED:
@@ -326,10 +313,12 @@ class NotificationService:
         return Reply(200, OK, outcome, written.notification_id)
 
     async def _reject(
-        self, inbound: Inbound, checks: dict[str, str], http_status: int, reason: str
+        self, inbound: Inbound, checks: dict[str, str], check: str, http_status: int, reason: str
     ) -> Reply:
+        checks[check] = "fail"
+        metrics.NOTIFICATION_CHECK_FAILURES.labels(check).inc()
         ledger = inbound.ledger_row(checks, Outcome.REJECTED, http_status, reason)
-        if checks.get("ip") == "fail" or checks.get("size") == "fail":
+        if check in ("ip", "size"):
             # A small, fixed-size record: the capped identifiers, not the payload.
             ledger["fields"] = fingerprint(inbound.fields)
             ledger["user_agent"] = (ledger["user_agent"] or "")[:64] or None
@@ -342,20 +331,6 @@ class NotificationService:
             extra={"client_ip": str(inbound.client_ip)},
         )
         return Reply(http_status, reason, Outcome.REJECTED, written.notification_id)
-
-
-def _same_push(inbound: Inbound, decision: Decision) -> str:
-    """A quarantined push's identity: its token (tXid and amt), status and what was wrong.
-    Copies of it are set aside once (one event, one webhook), each still in the ledger."""
-    f = inbound.fields
-    identity = f"{inbound.token_digest}|{f.get('status', '')}|{decision.reason}"
-    return token_digest(identity)[:32]
-
-
-def _fail(checks: dict[str, str], check: str, http_status: int, reason: str) -> tuple[int, str]:
-    checks[check] = "fail"
-    metrics.NOTIFICATION_CHECK_FAILURES.labels(check).inc()
-    return http_status, reason
 
 
 def ledger_view(row: Notification) -> dict[str, Any]:

@@ -22,14 +22,12 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     S.EXPIRED: frozenset({S.PENDING}),
     S.CANCELLED: frozenset({S.PENDING}),
 }
-EVENT_TYPES = {S.PENDING: "registered"}
 QUARANTINED = "quarantined"  # an event type that is not a status: a push set aside
 
 
 def event_type(status: PaymentStatus | str) -> str:
-    if isinstance(status, PaymentStatus):
-        return EVENT_TYPES.get(status, status.value)
-    return status
+    """A move to `status` is recorded as that status, but a move to pending as `registered`."""
+    return "registered" if status is S.PENDING else str(status)
 
 
 def status_change(

@@ -15,19 +15,20 @@ from app.reconcile import Reconciler
 ReferenceNo = Annotated[str, Path(pattern=REFERENCE_PATTERN, examples=["ORD-1001"])]
 
 router = APIRouter(
-    prefix="/api/v1/cvs/payments",
-    tags=["storefront"],
-    dependencies=[storefront_key],
+    prefix="/api/v1/cvs/payments", tags=["storefront"], dependencies=[storefront_key]
 )
 Payments = Annotated[PaymentService, service("payments")]
 Reconcile = Annotated[Reconciler, service("reconciler")]
 
-NICEPAY_FAILED = {
+NOT_FOUND = {404: "Unknown reference_no (`not_found`)"}
+# What every POST that calls NICEPAY may answer besides its own statuses.
+CALLS_NICEPAY = {
+    **BODY_TOO_LARGE,
     502: "NICEPAY answered with an error (`nicepay_error`, with `nicepay_code`) or could not "
     "be understood (`nicepay_unavailable`)",
     504: "NICEPAY did not answer in time (`nicepay_timeout`); the body says the payment's status",
+    **DATABASE_DOWN,
 }
-NOT_FOUND = {404: "Unknown reference_no (`not_found`)"}
 
 
 @router.post(
@@ -43,9 +44,7 @@ NOT_FOUND = {404: "Unknown reference_no (`not_found`)"}
                 **UNAUTHORIZED,
                 409: "reference_no already used with another body (`conflict`), or its "
                 "registration is still in flight (`registration_in_progress`)",
-                **BODY_TOO_LARGE,
-                **NICEPAY_FAILED,
-                **DATABASE_DOWN,
+                **CALLS_NICEPAY,
             }
         ),
     },
@@ -87,9 +86,7 @@ async def get_payment(reference_no: ReferenceNo, payments: Payments) -> PaymentR
             **UNAUTHORIZED,
             **NOT_FOUND,
             409: "Not pending: already paid, reversed, expired or cancelled (`conflict`)",
-            **BODY_TOO_LARGE,
-            **NICEPAY_FAILED,
-            **DATABASE_DOWN,
+            **CALLS_NICEPAY,
         }
     ),
 )
@@ -106,9 +103,7 @@ async def cancel_payment(reference_no: ReferenceNo, payments: Payments) -> Payme
             **UNAUTHORIZED,
             **NOT_FOUND,
             429: "Asked again too soon (`too_many_requests`, with `Retry-After`)",
-            **BODY_TOO_LARGE,
-            **NICEPAY_FAILED,
-            **DATABASE_DOWN,
+            **CALLS_NICEPAY,
         }
     ),
     summary="Ask NICEPAY now",
