@@ -132,10 +132,9 @@ def mount(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            generate()["paths"].update(OPENAPI)
-        assert app.openapi_schema is not None
-        return app.openapi_schema
+        schema = generate()  # FastAPI's own, made once and kept
+        schema["paths"].update(OPENAPI)  # the same entry again on later calls: no change
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -30,7 +30,6 @@ from app.payments.store import MovedOn, PaymentStore, Row, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-S = PaymentStatus
 OK = "OK"
 # `status` may be absent: the older V1 push (tXid, referenceNo, amt, merchantToken) is a
 # deposit that the status inquiry confirms.
@@ -181,7 +180,7 @@ class NotificationService:
                 "txid": push.txid,
                 "reference_no": push.reference_no,
                 "amount": push.amt,
-                "status": S.PENDING,
+                "status": PaymentStatus.PENDING,
             }
             decision = decide(push, match, verify=False)
             if decision.verdict is Verdict.APPLY:
