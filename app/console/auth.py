@@ -76,8 +76,8 @@ def lock_for(failures: int, after: int) -> timedelta | None:
     """How long to refuse sign-ins after `failures` consecutive failures (None: not locked)."""
     if failures < after:
         return None
-    lock: timedelta = LOCK_BASE * 2 ** (failures - after)
-    return min(lock, LOCK_CAP)
+    doublings = min(failures - after, 10)  # past the cap long before; unbounded overflows
+    return min(LOCK_BASE * 2**doublings, LOCK_CAP)
 
 
 @dataclass

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select, update
 
 from app.console import queries
-from app.models import Notification, Payment, PaymentEvent
+from app.console.auth import LOCK_CAP
+from app.models import Notification, Operator, Payment, PaymentEvent
 from app.nicepay.wib import now_utc
 from tests.conftest import STOREFRONT_KEY, Stack
 from tests.console.helpers import PASSWORD, add_operator, new_name, post_form, sign_in
@@ -143,6 +144,25 @@ async def test_repeated_failures_lock_the_account(stack: Stack, operator: str) -
         assert locked.status_code == 429
         assert int(locked.headers["retry-after"]) > 0
         assert "console_session" not in client.cookies
+
+
+async def test_a_long_run_of_failures_still_gets_a_capped_lock(stack: Stack, operator: str) -> None:
+    """Hours of guessing (each lock waited out) leave a count whose doubling would overflow a
+    timedelta: the next wrong password is still a 401 with a lock of at most LOCK_CAP."""
+    async with stack.services.sessions() as session:
+        await session.execute(
+            update(Operator).where(Operator.name == operator).values(failed_logins=1_000)
+        )
+        await session.commit()
+    before = now_utc()
+    async with browser(stack) as client:
+        assert (await sign_in(client, operator, "wrong password!")).status_code == 401
+    async with stack.services.sessions() as session:
+        row = await session.scalar(select(Operator).where(Operator.name == operator))
+    assert row is not None and row.failed_logins == 1_001
+    assert row.locked_until is not None
+    assert row.locked_until <= now_utc() + LOCK_CAP
+    assert row.locked_until >= before + LOCK_CAP - timedelta(seconds=5)
 
 
 async def test_a_forged_or_missing_csrf_token_is_refused(
