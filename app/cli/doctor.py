@@ -6,8 +6,6 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
 from app.cli.common import load_settings, sqlite_file_missing
 from app.config import SANDBOX_MERCHANT_KEY, SHIPPED_BILLING, Settings, env_file_in_use
 from app.logs import redact_url, secrets_of
@@ -113,9 +111,7 @@ async def _live_checks(settings: Settings, args: argparse.Namespace) -> list[Che
             await _database_check(services),
             await _backlog_check(services),
             *await _nicepay_checks(services, http),
-            await _client_ip_check(
-                http, args.service_url or settings.public_base_url, settings.storefront_api_keys
-            ),
+            await _client_ip_check(settings, http, args.service_url),
         ]
 
 
@@ -198,13 +194,14 @@ async def _nicepay_checks(services: "Services", http: "httpx.AsyncClient") -> li
 
 
 async def _client_ip_check(
-    http: "httpx.AsyncClient", service_url: str, keys: list[SecretStr]
+    settings: Settings, http: "httpx.AsyncClient", service_url: str | None
 ) -> Check:
     """Ask the running service which IP it resolves for this host (GET /whoami; production
     answers it only with a storefront key)."""
     import httpx
 
-    url = service_url.rstrip("/") + "/whoami"
+    url = (service_url or settings.public_base_url).rstrip("/") + "/whoami"
+    keys = settings.storefront_api_keys
     headers = {"Authorization": f"Bearer {keys[0].get_secret_value()}"} if keys else {}
     try:
         answer = (await http.get(url, headers=headers)).raise_for_status().json()

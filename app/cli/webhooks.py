@@ -6,6 +6,8 @@ import sys
 
 from app.cli.common import load_settings
 
+COLUMNS = ("event_id", "type", "reference_no", "status", "attempts", "created_at", "last_error")
+
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from app.errors import AppError
@@ -24,12 +26,10 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                     reference_no=args.reference_no,
                     limit=args.limit,
                 )
-                columns = ("event_id", "type", "reference_no", "status", "attempts", "created_at")
-                print("\t".join((*columns, "last_error")))
+                print("\t".join(COLUMNS))
                 for view in views:
                     row = WebhookEventRead.of(view).model_dump(mode="json")
-                    cells = [str(row[c]) for c in columns] + [row["last_error"] or ""]
-                    print("\t".join(cells))
+                    print("\t".join("" if row[c] is None else str(row[c]) for c in COLUMNS))
             elif args.action == "show":
                 view = await service.get_event(services.sessions, args.event_id)
                 print(WebhookEventDetail.of(view).model_dump_json(indent=2))

@@ -195,7 +195,7 @@ async def run_forever(deps: DeliveryDeps) -> None:
             log.exception("webhook dispatch pass failed (%d in a row)", failures)
         if not attempted:
             pause = min(POLL_SECONDS * 2 ** min(failures, 10), MAX_IDLE_AFTER_ERRORS_SECONDS)
-            await asyncio.sleep(max(pause, POLL_SECONDS))
+            await asyncio.sleep(pause)
 
 
 async def _deliver(deps: DeliveryDeps, keys: Sequence[Webhook], claim: Claim) -> None:
@@ -240,61 +240,51 @@ async def _post(
     except (TimeoutError, httpx.TimeoutException):
         error = f"no complete answer within {deadline:g}s"
     except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-        error = _describe(exc, url)
+        message = str(exc).replace(url, "<MERCHANT_WEBHOOK_URL>")  # the URL may carry a token
+        error = f"{type(exc).__name__}: {message}"[:ERROR_CHARS] if message else type(exc).__name__
     duration_ms = round((time.perf_counter() - started) * 1000)
     excerpt = received.decode("utf-8", errors="replace")[:EXCERPT_CHARS] if received else None
     return Answer(status_code, excerpt, error, duration_ms)
 
 
-def _describe(exc: BaseException, url: str) -> str:
-    """The error's class and message, with the merchant URL (it may carry a token) masked."""
-    message = str(exc).replace(url, "<MERCHANT_WEBHOOK_URL>") if url else str(exc)
-    return f"{type(exc).__name__}: {message}"[:ERROR_CHARS] if message else type(exc).__name__
-
-
 async def _record(deps: DeliveryDeps, claim: Claim, at: datetime, answer: Answer) -> None:
     """Record the attempt: the event delivered, rescheduled or given up."""
-    settings = deps.settings
     now = now_utc()
+    event_id = claim.event_id
     attempts = claim.attempts + 1
-    event = WebhookEvent
+    failure = answer.error or f"HTTP {answer.status_code}"
     values: dict[str, Any] = {"attempts": attempts, "lease_until": None}
     if answer.ok:
         outcome = "delivered"
         values |= {"status": WebhookStatus.DELIVERED, "delivered_at": now, "last_error": None}
         # Delivered is delivered, even if a slow pass lost its lease meanwhile.
-        owned = event.status == Pending
+        owned = WebhookEvent.status == Pending
     else:
-        failure = answer.error or f"HTTP {answer.status_code}"
-        values["last_error"] = failure[:ERROR_CHARS]
-        if attempts >= settings.webhook_max_attempts:
+        values["last_error"] = failure
+        if attempts >= deps.settings.webhook_max_attempts:
             outcome = "given_up"
             values["status"] = WebhookStatus.GIVEN_UP
         else:
             outcome = "failed"
-            values["next_attempt_at"] = now + backoff(settings, attempts)
-        owned = and_(event.status == Pending, event.lease_until == claim.lease_until)
+            values["next_attempt_at"] = now + backoff(deps.settings, attempts)
+        owned = and_(WebhookEvent.status == Pending, WebhookEvent.lease_until == claim.lease_until)
     recorded = await _save(deps, claim, at, answer, owned, values)
     metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
-    extra = {"event_id": claim.event_id, "attempt": attempts, "status_code": answer.status_code}
+    extra = {"event_id": event_id, "attempt": attempts, "status_code": answer.status_code}
     if not recorded:
-        log.warning("webhook %s: lease lost before the outcome was recorded", claim.event_id)
+        log.warning("webhook %s: lease lost before the outcome was recorded", event_id)
     elif outcome == "delivered":
-        log.info("webhook %s delivered (attempt %d)", claim.event_id, attempts, extra=extra)
+        log.info("webhook %s delivered (attempt %d)", event_id, attempts, extra=extra)
     elif outcome == "given_up":
         log.error(
-            "webhook %s given up after %d attempts: %s",
-            claim.event_id,
-            attempts,
-            values["last_error"],
-            extra=extra,
+            "webhook %s given up after %d attempts: %s", event_id, attempts, failure, extra=extra
         )
     else:
         log.warning(
             "webhook %s attempt %d failed: %s; next at %s",
-            claim.event_id,
+            event_id,
             attempts,
-            values["last_error"],
+            failure,
             values["next_attempt_at"].isoformat(),
             extra=extra,
         )
@@ -328,7 +318,7 @@ async def _save(
                 status_code=answer.status_code,
                 duration_ms=answer.duration_ms,
                 response_excerpt=answer.excerpt,
-                error=answer.error[:ERROR_CHARS] if answer.error else None,
+                error=answer.error,
             )
         )
         result = await session.execute(

@@ -12,41 +12,41 @@ from app.webhooks.schemas import EventView
 
 log = logging.getLogger("app.webhooks")
 
-Pending = WebhookStatus.PENDING
 # Each event with its payment's reference number.
 WITH_REFERENCE = select(WebhookEvent, Payment.reference_no).join(
     Payment, Payment.id == WebhookEvent.payment_id
 )
 
 
-async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> WebhookEvent:
+async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> None:
     """Queue an event again (any status) for immediate delivery with a fresh attempt budget.
 
     The body and webhook-id are unchanged, so the receiver sees the very same message. An
     event in flight right now (leased) is refused: it would be sent twice at once.
     """
     now = now_utc()
-    event = WebhookEvent
     async with sessions() as session:
         requeued = await session.scalar(
-            update(event)
+            update(WebhookEvent)
             .where(
-                event.event_id == event_id,
-                or_(event.lease_until.is_(None), event.lease_until < now),
+                WebhookEvent.event_id == event_id,
+                or_(WebhookEvent.lease_until.is_(None), WebhookEvent.lease_until < now),
             )
             .values(
-                status=Pending,
+                status=WebhookStatus.PENDING,
                 attempts=0,
                 next_attempt_at=now,
                 lease_until=None,
                 delivered_at=None,
                 last_error=None,
             )
-            .returning(event)
+            .returning(WebhookEvent.id)
             .execution_options(synchronize_session=False)
         )
         if requeued is None:
-            known = await session.scalar(select(event.id).where(event.event_id == event_id))
+            known = await session.scalar(
+                select(WebhookEvent.id).where(WebhookEvent.event_id == event_id)
+            )
             await session.rollback()
             if known is None:
                 raise NotFound(f"no webhook event {event_id!r}")
@@ -55,7 +55,6 @@ async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> W
             )
         await session.commit()
     log.info("webhook %s queued for re-delivery", event_id, extra={"event_id": event_id})
-    return requeued
 
 
 async def list_events(
