@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -311,16 +312,7 @@ async def _save(
 ) -> bool:
     """The attempt row and, if `owned` still holds, the event's new `values`: one transaction."""
     async with deps.sessions() as session:
-        session.add(
-            WebhookAttempt(
-                webhook_event_id=claim.id,
-                at=at,
-                status_code=answer.status_code,
-                duration_ms=answer.duration_ms,
-                response_excerpt=answer.excerpt,
-                error=answer.error,
-            )
-        )
+        session.add(WebhookAttempt(webhook_event_id=claim.id, at=at, **asdict(answer)))
         result = await session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id == claim.id, owned)

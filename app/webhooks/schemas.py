@@ -25,10 +25,10 @@ class Claim:
 
 @dataclass(frozen=True)
 class Answer:
-    """What one HTTP attempt came to."""
+    """What one HTTP attempt came to: the columns of its webhook_attempts row."""
 
     status_code: int | None
-    excerpt: str | None
+    response_excerpt: str | None
     error: str | None
     duration_ms: int
 
