@@ -77,7 +77,8 @@ def lock_for(failures: int, after: int) -> timedelta | None:
     if failures < after:
         return None
     doublings = min(failures - after, 10)  # past the cap long before; unbounded overflows
-    return min(LOCK_BASE * 2**doublings, LOCK_CAP)
+    lock: timedelta = LOCK_BASE * 2**doublings
+    return min(lock, LOCK_CAP)
 
 
 @dataclass

@@ -18,7 +18,7 @@ WITH_REFERENCE = select(WebhookEvent, Payment.reference_no).join(
 )
 
 
-async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> None:
+async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> WebhookEvent:
     """Queue an event again (any status) for immediate delivery with a fresh attempt budget.
 
     The body and webhook-id are unchanged, so the receiver sees the very same message. An
@@ -40,7 +40,7 @@ async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> N
                 delivered_at=None,
                 last_error=None,
             )
-            .returning(WebhookEvent.id)
+            .returning(WebhookEvent)
             .execution_options(synchronize_session=False)
         )
         if requeued is None:
@@ -55,6 +55,7 @@ async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> N
             )
         await session.commit()
     log.info("webhook %s queued for re-delivery", event_id, extra={"event_id": event_id})
+    return requeued
 
 
 async def list_events(
