@@ -5,7 +5,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    or_,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -192,6 +204,11 @@ class WebhookEvent(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(Moment)
     last_error: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Moment)
+
+    @classmethod
+    def unleased(cls, now: datetime) -> ColumnElement[bool]:
+        """No delivery holds the event at `now`: its lease ended, or none was taken."""
+        return or_(cls.lease_until.is_(None), cls.lease_until < now)
 
 
 class WebhookAttempt(Base):

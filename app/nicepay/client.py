@@ -48,6 +48,13 @@ class NicepayUnavailable(Exception):
         self.reason = reason
         self.timed_out = timed_out
 
+    @classmethod
+    def of(cls, exc: BaseException) -> "NicepayUnavailable":
+        """A transport's failure: a timeout (any library's) or a failed connection."""
+        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+            return cls(f"timed out ({type(exc).__name__})", timed_out=True)
+        return cls(f"connection failed ({type(exc).__name__})")
+
 
 def parse_body(text: str) -> dict[str, Any]:
     """NICEPAY's JSON, tolerating anything before the first `{` (a length prefix, REFERENCE §5.3)."""
@@ -86,10 +93,8 @@ class HttpxPoster:
     async def post_form(self, path: str, form: dict[str, str]) -> Answer:
         try:
             response = await self._http.post(path, data=form)
-        except httpx.TimeoutException as exc:
-            raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
         except httpx.HTTPError as exc:
-            raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
+            raise NicepayUnavailable.of(exc) from exc
         return Answer(response.status_code, response.text)
 
     async def aclose(self) -> None:
@@ -185,4 +190,4 @@ class NicepayClient:
                     log.info("NICEPAY %s: %s; asking again", path.rsplit("/", 1)[-1], exc.reason)
                     return await self._poster.post_form(path, form)
         except TimeoutError as exc:
-            raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
+            raise NicepayUnavailable.of(exc) from exc

@@ -51,10 +51,8 @@ class AiohttpPoster:
             ) as response:
                 answer = await response.read()
                 return Answer(response.status, answer.decode("utf-8", "replace"))
-        except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
-            raise NicepayUnavailable(f"timed out ({type(exc).__name__})", timed_out=True) from exc
-        except aiohttp.ClientError as exc:
-            raise NicepayUnavailable(f"connection failed ({type(exc).__name__})") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:  # aiohttp's timeouts: TimeoutErrors
+            raise NicepayUnavailable.of(exc) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
@@ -129,7 +129,7 @@ def _due(now: datetime) -> ColumnElement[bool]:
     return and_(
         WebhookEvent.status == Pending,
         WebhookEvent.next_attempt_at <= now,
-        or_(WebhookEvent.lease_until.is_(None), WebhookEvent.lease_until < now),
+        WebhookEvent.unleased(now),
         ~blocked,
     )
 

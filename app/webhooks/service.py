@@ -2,7 +2,7 @@
 
 import logging
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import DeliveryInProgress, NotFound
@@ -30,7 +30,7 @@ async def resend(sessions: async_sessionmaker[AsyncSession], event_id: str) -> W
             update(WebhookEvent)
             .where(
                 WebhookEvent.event_id == event_id,
-                or_(WebhookEvent.lease_until.is_(None), WebhookEvent.lease_until < now),
+                WebhookEvent.unleased(now),
             )
             .values(
                 status=WebhookStatus.PENDING,
