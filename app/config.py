@@ -114,10 +114,10 @@ class Settings(BaseSettings):
     cvs_enabled_stores: CommaList[Store] = Field(default_factory=lambda: list(Store))
     # NICEPAY refuses a registration without these (9025-9028); sent when the storefront
     # gives no such customer field. Sizes and types as NICEPAY's (REFERENCE.md §1.2).
-    billing_default_city: str = Field(default=SHIPPED_BILLING["city"], min_length=1, max_length=50)
+    billing_default_city: str = Field(SHIPPED_BILLING["city"], min_length=1, max_length=50)
     billing_default_state: str = Field(SHIPPED_BILLING["state"], min_length=1, max_length=50)
     billing_default_postal_code: str = Field(
-        default=SHIPPED_BILLING["postal_code"], pattern=r"^[0-9]{1,10}$"
+        SHIPPED_BILLING["postal_code"], pattern=r"^[0-9]{1,10}$"
     )
     billing_default_country: str = Field(SHIPPED_BILLING["country"], min_length=1, max_length=10)
 
